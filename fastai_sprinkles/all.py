@@ -1,3 +1,6 @@
 "Everything public: `from fastai_sprinkles.all import *`"
 from .data import *
+from .boxes import *
+from .anneal import *
+from .sprinkles import *
 from .compare import *
