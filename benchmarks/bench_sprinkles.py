@@ -1,0 +1,172 @@
+"""Speed of `fastai_sprinkles.boxes.sprinkle` against other random-erasing implementations.
+
+Run from the repository root (needs the `bench` extra: timm, kornia, albumentations):
+
+    .venv/bin/python benchmarks/bench_sprinkles.py [--repeats 50] [--threads 2] [--no-train]
+
+Every method gets a 64x3x160x160 float32 batch, on the CPU (and CUDA when available). Methods are timed in
+interleaved rounds (one call of each per round), so load from other processes hits them all alike; the table
+gives medians in ms, the ratio to the frosted sprinkle, and the fraction of pixels each method changed
+(measured on a constant batch, so the amount of occlusion can be compared too).
+"""
+import argparse, os, platform, statistics, time, warnings
+from datetime import datetime, timezone
+warnings.filterwarnings('ignore')
+import numpy as np, torch
+
+from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mask_cumsum
+
+B, C, H, W = 64, 3, 160, 160
+N_HOLES, SIZE = 16, 0.1  # 16 holes of 16 px per 160 px image
+
+def cpu_seconds():
+    "(CPU seconds used by all processes, by this one) so far; None where /proc/stat is missing"
+    try: busy = sum(int(v) for i, v in enumerate(open('/proc/stat').readline().split()[1:]) if i not in (3, 4))
+    except OSError: return None
+    t = os.times()
+    return busy/os.sysconf('SC_CLK_TCK'), t.user + t.system
+
+def sync(dev):
+    if dev.type == 'cuda': torch.cuda.synchronize()
+
+def run_rounds(fns:dict, dev, repeats:int, warmup:int=3) -> dict:
+    "Median and min time (ms) of each callable, timed in interleaved rounds"
+    for f in fns.values():
+        for _ in range(warmup): f()
+    ts = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            sync(dev); t = time.perf_counter(); f(); sync(dev)
+            ts[k].append((time.perf_counter() - t)*1e3)
+    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}
+
+def peers(dev, x):
+    "name -> (callable that augments a batch, whether it works in place, fill description)"
+    from timm.data.random_erasing import RandomErasing as TimmRE
+    from fastai.vision.augment import RandomErasing as FastaiRE
+    from fastai.torch_core import TensorImage
+    import torchvision.transforms.v2 as T
+    import kornia.augmentation as K
+    timm_re = TimmRE(probability=1, mode='pixel', max_count=4, device=dev.type)
+    timm_16 = TimmRE(probability=1, mode='pixel', min_count=N_HOLES, max_count=N_HOLES, device=dev.type)
+    fastai_re = FastaiRE(p=1, max_count=4)
+    tv_re = T.RandomErasing(p=1.)
+    kornia_re = K.RandomErasing(p=1.).to(dev)
+    res = {
+        'timm RandomErasing pixel, max_count=4': (timm_re, True, 'noise, 1-4 boxes/img'),
+        'timm RandomErasing pixel, count=16': (timm_16, True, 'noise, 16 boxes/img'),
+        # as fastai's pipeline calls it: on the whole TensorImage batch, after Normalize (same boxes for all images)
+        'fastai RandomErasing max_count=4': (lambda t: fastai_re(TensorImage(t), split_idx=0), True,
+                                             'noise, 1-4 boxes/batch'),
+        'torchvision v2 RandomErasing': (tv_re, False, 'zero, 1 box/batch'),
+        'kornia RandomErasing': (kornia_re, False, 'zero, 1 box/img'),
+    }
+    if dev.type == 'cpu':
+        import albumentations as A
+        cd = A.CoarseDropout(num_holes_range=(N_HOLES, N_HOLES), hole_height_range=(16, 16),
+                             hole_width_range=(16, 16), fill='random', p=1.)
+        res['albumentations CoarseDropout (loop)'] = ((lambda imgs: [cd(image=im)['image'] for im in imgs]), None,
+                                                      'random, 16 holes/img')
+    return res
+
+def coverage_of(f, inplace, dev):
+    "Fraction of pixels `f` changes in a constant batch"
+    if inplace is None:  # albumentations: list of HWC numpy images in [0, 1]
+        imgs = [np.full((H, W, C), 0.5, np.float32) for _ in range(B)]
+        out = np.stack(f(imgs))
+        return float((out != 0.5).any(-1).mean())
+    x0 = torch.full((B, C, H, W), 0.5, device=dev)
+    out = f(x0.clone())
+    return float((torch.as_tensor(out) != 0.5).any(1).float().mean())
+
+def bench_device(dev, repeats):
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(B, C, H, W, device=dev, generator=g)
+    buf = x.clone()  # in-place methods work on this buffer: their cost does not depend on its values
+    mask = box_mask_bmm(*sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev), H, W, torch.float32)
+    keep = 1 - mask
+    sp = dict(p=1., n=N_HOLES, size=SIZE, generator=g)
+    ours = {
+        'sprinkle noise (frosted)': (lambda t: sprinkle(t, fill='noise', **sp).x, False, 'noise, 16 holes/img'),
+        'sprinkle noise, inplace': (lambda t: sprinkle(t, fill='noise', inplace=True, **sp).x, True, 'noise, 16 holes/img'),
+        'sprinkle zero': (lambda t: sprinkle(t, fill='zero', **sp).x, False, 'zero, 16 holes/img'),
+        'sprinkle zero, inplace': (lambda t: sprinkle(t, fill='zero', inplace=True, **sp).x, True, 'zero, 16 holes/img'),
+    }
+    rows = {**ours, **peers(dev, x),
+            'floor: x.mul_(mask), mask precomputed': (lambda t: t.mul_(keep), True, '(memory traffic only)')}
+    imgs = [x[i].permute(1, 2, 0).cpu().numpy().copy() for i in range(B)]
+    fns = {}
+    for k, (f, inplace, _) in rows.items():
+        arg = imgs if inplace is None else buf if inplace else x
+        fns[k] = (lambda f=f, arg=arg: f(arg))
+    cov = {k: coverage_of(f, inp, dev) for k, (f, inp, _) in rows.items() if not k.startswith('floor')}
+    times = run_rounds(fns, dev, repeats)
+    ref = times['sprinkle noise (frosted)'][0]
+    print(f"\n## {dev.type}: batch {B}x{C}x{H}x{W} float32, {repeats} rounds\n")
+    print(f"| {'method':42s} | {'fill, boxes':22s} | median ms | min ms | x frosted | coverage |")
+    print(f"|{'-'*44}|{'-'*24}|----------:|-------:|----------:|---------:|")
+    for k, (f, inp, desc) in rows.items():
+        med, mn = times[k]
+        c = f"{cov[k]:.1%}" if k in cov else ''
+        print(f"| {k:42s} | {desc:22s} | {med:9.2f} | {mn:6.2f} | {med/ref:9.2f} | {c:>8s} |")
+    timm = times['timm RandomErasing pixel, max_count=4'][0]
+    floor, zero, zero_ip = (times[k][0] for k in ('floor: x.mul_(mask), mask precomputed', 'sprinkle zero',
+                                                  'sprinkle zero, inplace'))
+    print(f"\ntarget 1, frosted no slower than timm pixel mode: {ref:.2f} vs {timm:.2f} ms = {ref/timm:.2f}x timm's time "
+          f"({'MET' if ref <= timm else 'MISSED'})")
+    print(f"target 2, zero fill within 2x of the floor: {zero:.2f} ms = {zero/floor:.2f}x floor "
+          f"({'MET' if zero <= 2*floor else 'MISSED'}); inplace {zero_ip:.2f} ms = {zero_ip/floor:.2f}x floor "
+          f"({'MET' if zero_ip <= 2*floor else 'MISSED'})")
+    return times
+
+def bench_masks(dev, repeats):
+    "The two ways of building the hole mask, by boxes per image"
+    g = torch.Generator(device=dev).manual_seed(0)
+    print(f"\n## {dev.type}: hole mask (B={B}, {H}x{W}), median ms\n")
+    print("| boxes/img | bmm (box_mask_bmm) | difference array (box_mask_cumsum) |")
+    print("|---:|---:|---:|")
+    for k in (1, 4, 16, 32, 48, 64, 128, 256):
+        bx = sample_boxes(B, H, W, k, SIZE, generator=g, device=dev)
+        assert torch.equal(box_mask_bmm(*bx, H, W), box_mask_cumsum(*bx, H, W))
+        t = run_rounds({'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32),
+                        'cumsum': lambda: box_mask_cumsum(*bx, H, W, torch.float32)}, dev, repeats)
+        print(f"| {k} | {t['bmm'][0]:.2f} | {t['cumsum'][0]:.2f} |")
+
+def bench_train_step(dev, repeats):
+    "One SGD step of fastai's xresnet18 on the same batch, for scale"
+    from fastai.vision.models.xresnet import xresnet18
+    model = xresnet18(n_out=10).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(B, C, H, W, device=dev); y = torch.randint(0, 10, (B,), device=dev)
+    def step():
+        opt.zero_grad(); torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step()
+    t = run_rounds({'step': step}, dev, repeats, warmup=1)['step']
+    print(f"\nxresnet18 training step (bs {B}, {H} px, SGD) on {dev.type}: median {t[0]:.0f} ms (min {t[1]:.0f} ms)")
+    return t
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--repeats', type=int, default=50)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--no-train', action='store_true')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import timm, kornia, albumentations, torchvision, fastai
+    print(f"# bench_sprinkles, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
+    print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
+          f"torch {torch.__version__}, fastai {fastai.__version__}, torchvision {torchvision.__version__}, "
+          f"timm {timm.__version__}, kornia {kornia.__version__}, albumentations {albumentations.__version__}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    c0, w0 = cpu_seconds(), time.time()
+    devs = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
+    for dev in devs:
+        if dev.type == 'cuda': print(f"\nGPU: {torch.cuda.get_device_name()}")
+        bench_device(dev, args.repeats)
+        bench_masks(dev, max(10, args.repeats//2))
+        if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    if c0 and (c1 := cpu_seconds()):
+        print(f"other processes used {((c1[0]-c0[0]) - (c1[1]-c0[1]))/(time.time()-w0):.2f} of the "
+              f"{os.cpu_count()} CPUs on average during the run (0 = a quiet machine)")
