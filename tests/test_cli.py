@@ -15,6 +15,23 @@ def test_cli_trains_and_reports():
     assert 'xresnet18 32px, 1 epoch(s)' in last and 'accuracy 0.' in last and 'wall time' in last, r.stdout[-2000:]
     assert 'epoch' in r.stdout and 'train_loss' in r.stdout  # fastai's per-epoch progress table
 
+def test_cli_sweep_saves_table_and_figures_and_resumes(tmp_path):
+    out = tmp_path/'res'
+    args = [str(BIN/'sprinkles-imagenette'), '--profile', 'quick', '--aug', 'cutout', '--runs', '1', '--out', str(out)]
+    r = run(args, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '[2/2] cutout, seed 0, 1 epoch(s)' in r.stdout and 'p (Welch)' in r.stdout, r.stdout[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ['accuracy.png', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'table.csv']
+    table = (out/'table.csv').read_text().splitlines()
+    assert table[0].startswith('config,epochs,runs,') and [l.split(',')[0] for l in table[1:]] == ['none', 'cutout']
+    assert (out/'accuracy.png').read_bytes()[:4] == b'\x89PNG'
+    r = run(args, timeout=900)  # the same sweep again: nothing left to train
+    assert r.returncode == 0 and '2 runs done, 0 to go' in r.stdout and 'train_loss' not in r.stdout, r.stdout[-2000:]
+
+def test_cli_rejects_unknown_configuration():
+    r = run([str(BIN/'sprinkles-imagenette'), '--aug', 'cutot', '--epochs', '1'])
+    assert r.returncode != 0 and "unknown configuration(s) ['cutot']" in r.stderr
+
 def test_wheel_installs_into_clean_venv(tmp_path):
     r = run([sys.executable, '-m', 'build', '--wheel', '--no-isolation', '--outdir', str(tmp_path/'dist')], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
