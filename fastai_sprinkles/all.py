@@ -3,4 +3,5 @@ from .data import *
 from .boxes import *
 from .anneal import *
 from .sprinkles import *
+from .cutmix import *
 from .compare import *
