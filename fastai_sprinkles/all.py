@@ -4,4 +4,6 @@ from .boxes import *
 from .anneal import *
 from .sprinkles import *
 from .cutmix import *
+from .saliency import *
+from .keep import *
 from .compare import *

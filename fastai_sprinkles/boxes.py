@@ -118,6 +118,7 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
                  p:float=1., # chance that an image gets boxes
                  generator:torch.Generator=None, # source of every random number (on any device)
                  device=None, # where the boxes go; the CPU when None
+                 where:Tensor=None, # (B, H, W) weights (or bool) of the positions where centres may go; None: uniform
                 ) -> Boxes:
     "`B` images' worth of square boxes with uniform centres, clipped to the image"
     device = torch.device(device or 'cpu')
@@ -132,7 +133,12 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
         frac = torch.full((B, K), float(slo), device=device) if slo == shi else slo + (shi-slo)*_draw('rand', (B, K), **kw)
     # a side of 2*max(H, W) covers the image from any centre, so larger ones are clamped to it (same hole, no overflow)
     side = (frac*min(H, W)).round_().clamp_(1, 2*max(H, W)).long()
-    cy, cx = _draw('int', 0, H, (B, K), **kw), _draw('int', 0, W, (B, K), **kw)
+    if where is None: cy, cx = _draw('int', 0, H, (B, K), **kw), _draw('int', 0, W, (B, K), **kw)
+    else:  # centres drawn from the allowed positions of each image
+        wts = where.reshape(B, H*W).float()
+        if generator is not None: wts = wts.to(generator.device)
+        idx = torch.multinomial(wts, K, replacement=True, generator=generator).to(device)
+        cy, cx = idx // W, idx % W
     return Boxes(clip_boxes(cy - side//2, cx - side//2, side, side, H, W), valid)
 
 # %% ../nbs/01_boxes.ipynb #3b153fd9
@@ -234,6 +240,7 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
              return_mask:bool=False, # also return the (B, 1, H, W) bool hole mask
              generator:torch.Generator=None, # source of every random number, for reproducible sprinkles
              inplace:bool=False, # paint `x` itself instead of a copy
+             where:Tensor=None, # (B, H, W) weights of the positions where hole centres may go; None: anywhere
             ) -> Sprinkled:
     "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
     check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
@@ -241,7 +248,7 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
         return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))
-    w = box_mask(*sample_boxes(B, H, W, n, size, p, generator, x.device), H, W, dtype=torch.float32)  # 0/1
+    w = box_mask(*sample_boxes(B, H, W, n, size, p, generator, x.device, where), H, W, dtype=torch.float32)  # 0/1
     area = w.reshape(B, -1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
     sparse = fill == 'noise' and x.device.type == 'cpu'  # sparse noise wants a bool mask
     m = w > 0 if sparse or return_mask else None

@@ -24,6 +24,8 @@ from .data import imagenette_dls, cifar10_dls
 from .anneal import Annealer
 from .sprinkles import ProgressiveSprinkles
 from .cutmix import CutMixer, OneOf
+from .saliency import SaliencyHook
+from .keep import KeepCutout
 
 # %% auto #0
 __all__ = ['ARCHS', 'CONFIGS', 'DLS', 'PROFILES', 'RunStats', 'train_run', 'bs_ramp', 'run_key', 'write_atomic', 'save_runs',
@@ -138,6 +140,7 @@ CONFIGS = {
     'progressive+bs':      lambda r: [ProgressiveSprinkles(), bs_ramp(r)],
     'cutmix':              lambda r: [CutMixer()],
     'sprinkles+cutmix':    lambda r: [OneOf([CutMixer(), ProgressiveSprinkles()], ps=[.5, .5])],
+    'keep-cutout':         lambda r: [SaliencyHook('lowres'), KeepCutout(size=.5)],
 }
 
 # %% ../nbs/07_compare.ipynb #0b824aee
@@ -398,10 +401,11 @@ class Profile:
 
 PROFILES = {p.name: p for p in (
     Profile('quick', size=32, sample=.02, epochs=(1,), runs=2, configs=('none', 'cutout', 'progressive'), bs=32, workers=0),
-    Profile('cpu', size=64, sample=.3, epochs=(5,), runs=3, configs=('none', 'cutout', 'progressive'), bs=64),
+    Profile('cpu', size=64, sample=.3, epochs=(5,), runs=3, configs=('none', 'cutout', 'progressive', 'cutmix', 'sprinkles+cutmix',
+                                                                        'keep-cutout'), bs=64),
     Profile('full', size=128, epochs=(5, 20), runs=5, arch='xresnet50', bs=64,
             configs=('none', 'cutout', 'sprinkles-fixed', 'progressive', 'progressive-frosted', 'progressive+bs',
-                     'cutmix', 'sprinkles+cutmix')),
+                     'cutmix', 'sprinkles+cutmix', 'keep-cutout')),
 )}
 
 # %% ../nbs/07_compare.ipynb #39122ec1

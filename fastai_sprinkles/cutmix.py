@@ -43,10 +43,12 @@ def sample_lam(alpha:float, # concentration of Beta(alpha, alpha)
 # %% ../nbs/04_cutmix.ipynb #59338c5d
 def cutmix_boxes(lam:Tensor, # (B,) λ drawn for each box
                  H:int, W:int, # image height and width
+                 place=None, # None: uniform centres; or a function of the sides `(h, w)`, each (B,), giving (B, 4) boxes
                 ) -> Tensor:
-    "`(B, 4)` boxes of sides √(1-λ)·`H` and √(1-λ)·`W` with uniform centres, clipped to the image"
+    "`(B, 4)` boxes of sides √(1-λ)·`H` and √(1-λ)·`W` with uniform centres, clipped to the image (or placed by `place`)"
     r = (1 - lam.float()).clamp(0, 1).sqrt()
     h, w = (r*H).round().long(), (r*W).round().long()
+    if place is not None: return place(h, w)
     cy = torch.randint(0, H, lam.shape, device=lam.device)
     cx = torch.randint(0, W, lam.shape, device=lam.device)
     return clip_boxes(cy - h//2, cx - w//2, h, w, H, W)
@@ -121,6 +123,7 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
            per_sample:bool=True, # a box and λ per sample; False: one box and λ for the whole batch
            mixed:Tensor=None, # (B,) bool: which samples may be mixed (each still with chance `p`); None: all
            pairing:str='shuffle', # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x`)
+           place=None, # where boxes go: None for uniform centres, or a function of the sides, see `cutmix_boxes`
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
     check_x(x); check_cutmix_args(alpha, p)
@@ -136,7 +139,8 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
     perm = partners(B, 'shuffle', dev) if k is None else _rolled(B, k, dev)
     chosen = torch.rand(B, device=dev) < p if p < 1 else torch.ones(B, dtype=torch.bool, device=dev)
     if mixed is not None: chosen &= mixed.to(dev, torch.bool)
-    boxes = cutmix_boxes(sample_lam(alpha, B if per_sample else 1, dev), H, W).expand(B, 4)
+    lam = sample_lam(alpha, B if per_sample else 1, dev)
+    boxes = cutmix_boxes(lam if place is None else lam.expand(B), H, W, place).expand(B, 4)
     out = _paste(x, one_box_mask(boxes, chosen, H, W), perm, k)
     boxes, valid = boxes[:, None], chosen[:, None]
     return CutMixed(out, own_fraction(boxes, valid, H, W), perm, Boxes(boxes, valid))
@@ -199,7 +203,7 @@ def mix_loss(loss_func, # the learner's loss function
 # %% ../nbs/04_cutmix.ipynb #b3e52e8f
 class CutMixer(Callback):
     "CutMix with a box and λ per sample, λ measured after clipping, and labels mixed through the loss"
-    run_valid, skip, _mixed = False, False, False
+    run_valid, skip, _mixed, mixed_batch = False, False, False, False
     def __init__(self,
                  alpha:float=1., # λ ~ Beta(alpha, alpha); read at every batch
                  p:float=1., # chance that a sample is mixed; read at every batch
@@ -217,7 +221,7 @@ class CutMixer(Callback):
 
     def before_batch(self):
         "CutMix the training batch"
-        self._mixed = False
+        self._mixed = self.mixed_batch = False
         if self.skip: return
         self.learn.xb = (self.mix(self.xb[0]), *self.xb[1:])
 
@@ -226,10 +230,14 @@ class CutMixer(Callback):
         mix_mode(self.yb, x.shape[0])  # unmixable targets fail here, before the forward pass
         pairing = self.pairing
         if pairing == 'auto': pairing = 'roll' if getattr(getattr(self.learn, 'dl', None), 'shuffle', False) else 'shuffle'
-        res = cutmix(x, self.alpha, self.p, self.per_sample, mixed, pairing)
+        res = cutmix(x, self.alpha, self.p, self.per_sample, mixed, pairing, self.placer(x, mixed))
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
-        self._mixed = res.x is not x and (x.device.type != 'cpu' or bool(res.boxes.valid.any()))
+        self._mixed = self.mixed_batch = res.x is not x and (x.device.type != 'cpu' or bool(res.boxes.valid.any()))
         return res.x
+
+    def placer(self, x:Tensor, mixed:Tensor=None):
+        "Where boxes go: None for uniform centres (subclasses place them, see `KeepCutMix`)"
+        return None
 
     def after_loss(self):
         "Replace the loss of a mixed batch by the mixed loss"
@@ -308,9 +316,9 @@ class OneOf(Callback):
         for k in sorted(range(K), key=lambda k: not isinstance(self.augs[k], CutMixer)):  # CutMixer first
             a, sel = self.augs[k], which == k
             if isinstance(a, CutMixer):
+                a._mixed = a.mixed_batch = False
                 if a.skip: continue
                 if bool(sel.any()): out = a.mix(x, sel)  # the whole batch, partners from it; only `sel` is mixed
-                else: a._mixed = False
                 continue
             idx = sel.nonzero().squeeze(1)
             if not len(idx): continue

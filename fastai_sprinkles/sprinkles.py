@@ -78,14 +78,18 @@ class ProgressiveSprinkles(Callback):
         if self.skip: return
         pct = self.pct()
         v = self.values(pct)
-        res = self.apply(self.x, **v)
+        res = self.apply(self.x, **v, where=self.centres(self.x, v))
         self.learn.xb = (res.x, *self.xb[1:])
         self.hist.append(dict(pct_train=self.pct_train, pct=pct, **v, coverage=res.coverage.mean().item()))
 
-    def apply(self, x, p, n, size, opacity) -> Sprinkled:
+    def centres(self, x, v:dict):
+        "Where hole centres may go, as `sprinkle`'s `where`: None for anywhere (see `KeepSprinkles`)"
+        return None
+
+    def apply(self, x, p, n, size, opacity, where=None) -> Sprinkled:
         "`sprinkle` `x` with this callback's fill and stats"
         mean, std = getattr(self, '_stats', (self.mean, self.std))
-        return sprinkle(x, p, n, size, self.fill, opacity, mean, std)
+        return sprinkle(x, p, n, size, self.fill, opacity, mean, std, where=where)
 
 # %% ../nbs/03_sprinkles.ipynb #2fa87ece
 def normalize_stats(dls):
