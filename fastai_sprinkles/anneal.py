@@ -112,6 +112,12 @@ def plot_anneal_hist(hist:dict, # {key: values at each training batch}
     fig.tight_layout()
 
 # %% ../nbs/02_anneal.ipynb #33f4533c
+def _set_bs(dl, bs:int):
+    "Set the batch size of `dl` and of the loader it wraps, if any: fastai's `DistributedDL` batches with its inner `dl`"
+    dl.bs = bs
+    inner = vars(dl).get('dl')
+    if inner is not None and hasattr(inner, 'bs'): inner.bs = bs
+
 class Annealer(Callback):
     "Anneal attributes of other callbacks, and the training batch size, with schedules of the fraction of training done"
     order,run_valid = -5,False
@@ -184,7 +190,8 @@ class Annealer(Callback):
         "Start the record at the first epoch of the fit, and set this epoch's batch size and lr factor"
         if self._fresh: self.hist,self._fresh = {k: [] for k in self.scheds},False
         if self._bs_plan is None: return
-        bs = self.dls.train.bs = self._bs_plan[self.epoch]
+        bs = self._bs_plan[self.epoch]
+        _set_bs(self.dls.train, bs)
         r = bs/self._ref
         self._factor = {'none': 1., 'linear': r, 'sqrt': math.sqrt(r)}[self.lr_scale]
 
@@ -218,7 +225,7 @@ class Annealer(Callback):
         if self._saved is None: return
         attrs,dl,bs = self._saved
         for o,a,v in attrs: setattr(o, a, v)
-        dl.bs = bs
+        _set_bs(dl, bs)
         self._saved = None
 
     def after_cancel_fit(self): self.restore()

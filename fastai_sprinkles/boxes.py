@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['FILLS', 'as_range', 'check_x', 'check_paint_args', 'check_sprinkle_args', 'Boxes', 'clip_boxes', 'sample_boxes',
-           'box_mask_bmm', 'box_mask_cumsum', 'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
+__all__ = ['FILLS', 'as_range', 'check_x', 'check_flag', 'check_generator', 'check_where', 'check_paint_args',
+           'check_sprinkle_args', 'split_rng', 'Boxes', 'clip_boxes', 'sample_boxes', 'box_mask_bmm', 'box_mask_cumsum',
+           'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
 
 # %% ../nbs/01_boxes.ipynb #ba3fd741
 def _is_real(v) -> bool:
@@ -36,17 +37,35 @@ def as_range(v, # a number, or a `(lo, hi)` pair of numbers
 FILLS = ('zero', 'mean', 'noise')
 
 def _n_values(v, name:str):
-    "How many values a channel statistic has (None for a plain number); raise if it is not numbers"
-    if _is_real(v): return None
-    if isinstance(v, Tensor) and v.is_floating_point() or isinstance(v, (tuple, list)) and v and all(map(_is_real, v)):
-        return len(v) if isinstance(v, (tuple, list)) else v.numel()
-    raise TypeError(f"{name} must be a number, or a sequence or tensor with one value per channel, got {v!r}")
+    "How many values a channel statistic has (None for a plain number); raise if it is not finite numbers"
+    if _is_real(v): n = None
+    elif isinstance(v, Tensor) and v.is_floating_point() or isinstance(v, (tuple, list)) and v and all(map(_is_real, v)):
+        n = len(v) if isinstance(v, (tuple, list)) else v.numel()
+    else: raise TypeError(f"{name} must be a number, or a sequence or tensor with one value per channel, got {v!r}")
+    if not bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all()): raise ValueError(f"{name} must be finite, got {v!r}")
+    return n
 
 def check_x(x:Tensor):
     "Raise unless `x` is a 4-D floating point tensor `(B, C, H, W)`"
     if isinstance(x, Tensor) and x.ndim == 4 and x.is_floating_point(): return
     got = f"a {x.ndim}-D {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
     raise TypeError(f"x must be a 4-D floating point tensor (B, C, H, W), got {got}")
+
+def check_flag(v, name:str, none:bool=False):
+    "Raise unless `v` is True or False (or None, if `none`): a string such as 'no' would be read as True"
+    if isinstance(v, bool) or none and v is None: return
+    raise TypeError(f"{name} must be True or False{' (or None)' if none else ''}, got {v!r}")
+
+def check_generator(generator):
+    "Raise unless `generator` is a `torch.Generator` or None"
+    if generator is None or isinstance(generator, torch.Generator): return
+    raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+def check_where(where, B:int, H:int, W:int):
+    "Raise unless `where` is None or a `(B, H, W)` tensor"
+    if where is None or isinstance(where, Tensor) and where.shape == (B, H, W): return
+    got = tuple(where.shape) if isinstance(where, Tensor) else type(where).__name__
+    raise ValueError(f"where must be None or a (B, H, W) = {(B, H, W)} tensor of weights, got {got}")
 
 # %% ../nbs/01_boxes.ipynb #6dc6843b
 def check_paint_args(fill='zero', # one of `FILLS`, or a pixel colour: a number or one per channel
@@ -92,6 +111,11 @@ def check_sprinkle_args(p:float, # chance that an image gets sprinkles, in [0, 1
     check_paint_args(fill, opacity, mean, std, x)
 
 # %% ../nbs/01_boxes.ipynb #ecc82c4e
+def split_rng():
+    "Under distributed training, move each process to its own torch random stream: ranks seeded alike would draw the same boxes"
+    from fastai.torch_core import num_distrib, rank_distrib
+    if num_distrib() > 1: torch.manual_seed(int(torch.randint(0, 2**62, ())) + rank_distrib())
+
 class Boxes(NamedTuple):
     "Boxes `(B, K, 4)` as (y0, x0, y1, x1) half-open pixel coordinates, and a `(B, K)` mask of the real ones"
     boxes: Tensor
@@ -121,6 +145,15 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
                  where:Tensor=None, # (B, H, W) weights (or bool) of the positions where centres may go; None: uniform
                 ) -> Boxes:
     "`B` images' worth of square boxes with uniform centres, clipped to the image"
+    for v, name, least in ((B, 'B', 0), (H, 'H', 1), (W, 'W', 1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
+    if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
+    if as_range(n, 'n', integer=True)[0] < 0: raise ValueError(f"n must be >= 0, got {n!r}")
+    if not isinstance(size, Tensor):
+        slo, shi = as_range(size, 'size')
+        if not (slo > 0 and shi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
+    check_generator(generator); check_where(where, B, H, W)
     device = torch.device(device or 'cpu')
     kw = dict(generator=generator, device=device)
     lo, K = as_range(n, 'n', integer=True)
@@ -218,6 +251,7 @@ def paint(x:Tensor, # normalised batch (B, C, H, W), any floating dtype and memo
          ) -> Tensor:
     "`x` with `fill` blended in at `opacity` inside `mask`"
     check_paint_args(fill, opacity, mean, std, x)
+    check_flag(inplace, 'inplace'); check_flag(sparse, 'sparse', none=True); check_generator(generator)
     if not isinstance(mask, Tensor) or mask.shape != (x.shape[0], 1, *x.shape[2:]):
         raise ValueError(f"mask must have shape (B, 1, H, W) = {(x.shape[0], 1, *x.shape[2:])}, "
                          f"got {tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
@@ -245,6 +279,7 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
     "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
     check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
     B, C, H, W = x.shape
+    check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator); check_where(where, B, H, W)
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
         return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))

@@ -13,7 +13,7 @@ from torch import Tensor
 from fastai.callback.core import Callback
 from fastai.callback.mixup import MixHandler, reduce_loss
 from fastai.layers import NoneReduce
-from .boxes import Boxes, clip_boxes, check_x, _is_real
+from .boxes import Boxes, clip_boxes, check_x, check_flag, split_rng, _is_real
 
 # %% auto #0
 __all__ = ['PAIRINGS', 'check_cutmix_args', 'sample_lam', 'cutmix_boxes', 'own_fraction', 'one_box_mask', 'partners', 'CutMixed',
@@ -126,7 +126,9 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
            place=None, # where boxes go: None for uniform centres, or a function of the sides, see `cutmix_boxes`
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
-    check_x(x); check_cutmix_args(alpha, p)
+    check_x(x); check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
+    if place is not None and not callable(place):
+        raise TypeError(f"place must be None or a function of the box sides (h, w), got {type(place).__name__}")
     B, _, H, W = x.shape
     dev = x.device
     if mixed is not None and (not isinstance(mixed, Tensor) or mixed.shape != (B,)):
@@ -201,6 +203,11 @@ def mix_loss(loss_func, # the learner's loss function
     return reduce_loss(loss.reshape(l1.shape), red)
 
 # %% ../nbs/04_cutmix.ipynb #b3e52e8f
+def _shuffles(dl) -> bool:
+    "Whether `dl` shuffles; fastai's `DistributedDL` has no `shuffle` of its own: it shuffles as the loader it wraps"
+    inner = vars(dl).get('dl') if hasattr(dl, '__dict__') else None
+    return bool(getattr(dl, 'shuffle', False) or getattr(inner, 'shuffle', False))
+
 class CutMixer(Callback):
     "CutMix with a box and λ per sample, λ measured after clipping, and labels mixed through the loss"
     run_valid, skip, _mixed, mixed_batch = False, False, False, False
@@ -210,7 +217,7 @@ class CutMixer(Callback):
                  per_sample:bool=True, # a box and λ per sample; False: one for the whole batch, as fastai's CutMix
                  pairing:str='auto', # 'shuffle', 'roll', or 'auto': 'roll' when the training DataLoader shuffles
                 ):
-        check_cutmix_args(alpha, p)
+        check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
         if pairing not in ('auto', *PAIRINGS): raise ValueError(f"pairing must be 'auto' or one of {PAIRINGS}, got {pairing!r}")
         self.alpha, self.p, self.per_sample, self.pairing = alpha, p, per_sample, pairing
         self.lam = self.perm = self.boxes = None
@@ -218,6 +225,7 @@ class CutMixer(Callback):
     def before_fit(self):
         "Skip `lr_find`"
         self.skip, self._mixed = hasattr(self.learn, 'lr_finder'), False
+        split_rng()
 
     def before_batch(self):
         "CutMix the training batch"
@@ -227,9 +235,10 @@ class CutMixer(Callback):
 
     def mix(self, x:Tensor, mixed:Tensor=None) -> Tensor:
         "CutMix `x` with the current `alpha` and `p`, for the loss of this batch; `mixed`: which samples may be mixed"
+        check_x(x)  # before `placer`, which needs the saliency map of an image batch
         mix_mode(self.yb, x.shape[0])  # unmixable targets fail here, before the forward pass
         pairing = self.pairing
-        if pairing == 'auto': pairing = 'roll' if getattr(getattr(self.learn, 'dl', None), 'shuffle', False) else 'shuffle'
+        if pairing == 'auto': pairing = 'roll' if _shuffles(getattr(self.learn, 'dl', None)) else 'shuffle'
         res = cutmix(x, self.alpha, self.p, self.per_sample, mixed, pairing, self.placer(x, mixed))
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
         self._mixed = self.mixed_batch = res.x is not x and (x.device.type != 'cpu' or bool(res.boxes.valid.any()))
@@ -279,8 +288,8 @@ class OneOf(Callback):
             if isinstance(a, type) or not isinstance(a, Callback):
                 raise TypeError(f"augs must be callback instances, got {a!r}")
             if isinstance(a, MixHandler): raise TypeError(
-                f"fastai's {type(a).__name__} mixes the labels of the whole batch and cannot work on a share of it: "
-                f"use CutMixer")
+                f"augs must not hold fastai's {type(a).__name__}: it mixes the labels of the whole batch and cannot work "
+                f"on a share of it; use CutMixer")
         if sum(isinstance(a, CutMixer) for a in self.augs) > 1: raise ValueError("augs may hold at most one CutMixer")
         self.ps = [1/len(self.augs)]*len(self.augs) if ps is None else ps
         check_ps(self.ps, len(self.augs))

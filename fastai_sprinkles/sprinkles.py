@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
 from fastai.callback.schedule import SchedLin
 from fastai.data.transforms import Normalize
-from .boxes import sprinkle, check_sprinkle_args, check_paint_args, Sprinkled
-from .anneal import sched_value, check_sched, sched_pct
+from .boxes import sprinkle, check_sprinkle_args, check_paint_args, check_x, split_rng, Sprinkled
+from .anneal import sched_value, check_sched, sched_pct, _check_count
 
 # %% auto #0
 __all__ = ['sprinkle_values', 'sprinkles_recipe', 'ProgressiveSprinkles', 'normalize_stats']
@@ -48,6 +48,7 @@ class ProgressiveSprinkles(Callback):
         r = sprinkles_recipe()
         if steps is None and every is None and all(o is None for o in (p, n, size)): steps = r['steps']
         self.p, self.n, self.size = (r[k] if v is None else v for k, v in zip(('p', 'n', 'size'), (p, n, size)))
+        every, steps = _check_count(every, 'every'), _check_count(steps, 'steps')
         self.fill, self.opacity, self.every, self.steps, self.mean, self.std = fill, opacity, every, steps, mean, std
         for k in ('p', 'n', 'size', 'opacity'): check_sched(getattr(self, k), k)
         for pct in (0., 0.5, 1.): self.values(pct)  # bad values fail here, not at the first batch
@@ -63,6 +64,7 @@ class ProgressiveSprinkles(Callback):
     def before_fit(self):
         "Skip `lr_find`; take the normalisation stats from the DataLoaders"
         self.skip = hasattr(self.learn, 'lr_finder')
+        split_rng()
         self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(self.dls)
         if self.fill == 'mean' and self._stats[0] is None:
             raise ValueError("fill='mean' paints the data set mean, but the DataLoaders have no Normalize transform: "
@@ -76,6 +78,7 @@ class ProgressiveSprinkles(Callback):
     def before_batch(self):
         "Sprinkle the training batch"
         if self.skip: return
+        check_x(self.x)  # before `centres`, which needs the saliency map of an image batch
         pct = self.pct()
         v = self.values(pct)
         res = self.apply(self.x, **v, where=self.centres(self.x, v))

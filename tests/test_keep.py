@@ -366,3 +366,17 @@ def test_annealer_schedules_keep_cutout_size():
                     cbs=[SaliencyHook('full'), kc, cb(5, before_batch=lambda c: c.training and sizes.append(kc.size))])
     quiet(learn, 'fit', 2, cbs=Annealer({'keep_cutout.size': SchedLin(.1, .5)}))
     assert sizes[0] == pytest.approx(.1) and sizes[-1] > .4 and kc.size == .1
+
+def test_fastai_tensor_types():
+    "Batches from fastai's pipelines are TensorImage with TensorCategory targets: the map and the cuts work on them"
+    from fastai.torch_core import TensorImage, TensorCategory
+    x, y = TensorImage(torch.randn(4, 3, 16, 16)), TensorCategory(torch.tensor([0, 1, 2, 0]))
+    s = saliency(bn_net(), x, y)
+    assert type(s) is torch.Tensor and s.shape == (4, 16, 16) and bool(torch.isfinite(s).all())
+    dls = DataLoaders(TfmdDL(TensorDataset(x, y), bs=2, shuffle=True), TfmdDL(TensorDataset(x, y), bs=2))
+    assert isinstance(dls.one_batch()[0], TensorImage) and isinstance(dls.one_batch()[1], TensorCategory)
+    seen = []  # what KeepCutout hands on, before fastai's CastToTensor makes plain tensors of it
+    learn = Learner(dls, bn_net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[SaliencyHook('lowres'), KeepCutout(), cb(1, before_batch=lambda c: c.training and seen.append(c.learn.xb[0]))])
+    quiet(learn, 'fit', 1)
+    assert len(seen) == 2 and all(isinstance(o, TensorImage) for o in seen)
