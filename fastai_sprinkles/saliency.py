@@ -84,7 +84,10 @@ def lowres_saliency(model:nn.Module, x:Tensor, y:Tensor, factor:float=2., head=N
     check_saliency_args('lowres', factor, H=H, W=W)
     if factor == 1: return saliency(model, x, y, head)
     small = F.interpolate(x.detach(), size=(max(2, round(H/factor)), max(2, round(W/factor))), mode='bicubic', align_corners=False)
-    s = saliency(model, small, y, head)
+    try: s = saliency(model, small, y, head)
+    except RuntimeError as e: raise RuntimeError(
+        f"the low-resolution saliency runs the model on images shrunk by factor={factor} to {tuple(small.shape[-2:])}, and "
+        f"the model failed on them ({e}): use mode='full', or a model that takes any image size (adaptive pooling)") from e
     return F.interpolate(s[:, None], size=(H, W), mode='bilinear', align_corners=False)[:, 0].clamp_(min=0)
 
 # %% ../nbs/05_saliency.ipynb #4230cf8f
@@ -158,7 +161,7 @@ class SaliencyHook(Callback):
         if early_lr is not None and (not _is_real(early_lr) or not 0 < early_lr < math.inf):
             raise ValueError(f"early_lr must be a finite number > 0, or None for the learner's lr; got {early_lr!r}")
         self.mode, self.factor, self.early_weight, self.early_layer, self.early_lr = mode, factor, early_weight, early_layer, early_lr
-        self.sal, self.head, self.head_opt, self._hook, self._act, self.seconds = None, None, None, None, None, 0.
+        self.sal, self.head, self.head_opt, self._hook, self._act, self.seconds, self._net = None, None, None, None, None, 0., None
         self.skip = False
 
     def before_fit(self):
@@ -173,7 +176,10 @@ class SaliencyHook(Callback):
         self._act = o
         self._cleanup(keep_act=True)
 
-    def _model(self): return unwrap_model(self.learn.model)
+    def _model(self):
+        "The model being trained (unwrapped), or the last one when the hook is no longer attached to a learner"
+        if self.learn is not None: self._net = unwrap_model(self.learn.model)
+        return self._net
 
     def _early_logits(self, x:Tensor) -> Tensor:
         return self.head(run_to(self._model(), self._layer, x))

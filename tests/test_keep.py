@@ -380,3 +380,18 @@ def test_fastai_tensor_types():
                     cbs=[SaliencyHook('lowres'), KeepCutout(), cb(1, before_batch=lambda c: c.training and seen.append(c.learn.xb[0]))])
     quiet(learn, 'fit', 1)
     assert len(seen) == 2 and all(isinstance(o, TensorImage) for o in seen)
+
+def test_lowres_with_a_fixed_size_model_says_why():
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3*16*16, 3))
+    with pytest.raises(RuntimeError, match=r"shrunk by factor=2.0 to \(8, 8\).*use mode=.full."):
+        lowres_saliency(flat, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]))
+
+def test_hook_maps_after_a_fit_it_was_passed_to():
+    "A hook passed to `fit` is detached from the learner afterwards; it still computes maps of the model it trained with"
+    learn = Learner(rand_dls(size=32, n_out=10), xresnet18(n_out=10), loss_func=CrossEntropyLossFlat())
+    for mode in ('full', 'lowres', 'early'):
+        hook = SaliencyHook(mode)
+        quiet(learn, 'fit', 1, cbs=hook)
+        assert hook.learn is None
+        x, y = learn.dls.one_batch()
+        assert hook.compute(x, y).shape == (16, 32, 32)
