@@ -102,7 +102,7 @@ def main():
         if dev == 'cuda': torch.cuda.synchronize()
         ts.append(time.perf_counter() - t)
     rs = statistics.median(ts)
-    print(f"\nregion scoring (keep_boxes on {a.bs} maps of {a.size}x{a.size}, every centre): median {rs*1e3:.1f} ms "
+    print(f"\nregion scoring (keep_boxes on {a.bs} maps of {a.size}x{a.size}, at most 32x32 candidate centres): median {rs*1e3:.1f} ms "
           f"= {rs/ref:.2%} of a Cutout step")
     print("\ntargets: lowres <= 1.20x Cutout: {:.2f}x ({}); early <= 1.15x: {:.2f}x ({}); region scoring <= 1% of a step: {:.2%} ({})".format(
         med['KeepCutout lowres']/ref, 'MET' if med['KeepCutout lowres']/ref <= 1.2 else 'MISSED',
