@@ -23,11 +23,12 @@ How each is driven:
 * torchvision `transforms.v2.CutMix(num_classes=10)`: one box per batch; includes the one-hot targets.
 * kornia `RandomCutMixV2(use_correct_lambda=True)`: a box per image; returns labels and λs.
 """
-import argparse, os, platform, statistics, time, warnings
+import argparse, os, statistics, time, warnings
 from datetime import datetime, timezone
 from types import SimpleNamespace
 warnings.filterwarnings('ignore')
 import torch
+from common import cpu_seconds, cpu_name, other_load
 
 from fastai_sprinkles.cutmix import cutmix, CutMixer, cutmix_boxes, sample_lam, partners, one_box_mask
 from fastai_sprinkles.boxes import box_mask
@@ -35,13 +36,6 @@ from fastai_sprinkles.boxes import box_mask
 B, C, H, W, N_CLS = 64, 3, 160, 160, 10
 FASTAI = 'fastai CutMix.before_batch'
 OURS = 'ours CutMixer.before_batch'
-
-def cpu_seconds():
-    "(CPU seconds used by all processes, by this one) so far; None where /proc/stat is missing"
-    try: busy = sum(int(v) for i, v in enumerate(open('/proc/stat').readline().split()[1:]) if i not in (3, 4))
-    except OSError: return None
-    t = os.times()
-    return busy/os.sysconf('SC_CLK_TCK'), t.user + t.system
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -185,8 +179,7 @@ if __name__ == '__main__':
     torch.set_num_threads(args.threads)
     import timm, kornia, torchvision, fastai
     print(f"# bench_cutmix, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
           f"torch {torch.__version__}, fastai {fastai.__version__}, torchvision {torchvision.__version__}, "
           f"timm {timm.__version__}, kornia {kornia.__version__}")
@@ -199,6 +192,4 @@ if __name__ == '__main__':
         bench_paste(dev, max(10, args.repeats//2))
         if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-    if c0 and (c1 := cpu_seconds()):
-        print(f"other processes used {((c1[0]-c0[0]) - (c1[1]-c0[1]))/(time.time()-w0):.2f} of the "
-              f"{os.cpu_count()} CPUs on average during the run (0 = a quiet machine)")
+    if (msg := other_load(c0, w0, time.time())): print(msg)

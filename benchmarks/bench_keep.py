@@ -12,10 +12,11 @@ optimizer step). Methods take turns, `--batches` training batches each per round
 from other processes hits them alike; the first round is a warm-up and is not counted. Region scoring (summed-area
 table, scores of every position, quantile and draw) is timed alone on maps of the same batch.
 """
-import argparse, os, platform, statistics, time, warnings
+import argparse, os, statistics, time, warnings
 from datetime import datetime, timezone
 warnings.filterwarnings('ignore')
 import torch
+from common import cpu_seconds, cpu_name, other_load
 from torch.utils.data import TensorDataset
 from fastai.basics import Learner, DataLoaders, TfmdDL, Callback, CrossEntropyLossFlat
 from fastai.vision.models.xresnet import xresnet18
@@ -37,13 +38,6 @@ class StepTimer(Callback):
             if torch.cuda.is_available(): torch.cuda.synchronize()
             self.times.append(time.perf_counter() - self.t)
 
-def cpu_seconds():
-    "(CPU seconds used by all processes, by this one) so far; None where /proc/stat is missing"
-    try: busy = sum(int(v) for i, v in enumerate(open('/proc/stat').readline().split()[1:]) if i not in (3, 4))
-    except OSError: return None
-    t = os.times()
-    return busy/os.sysconf('SC_CLK_TCK'), t.user + t.system
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--size', type=int, default=128)
@@ -56,8 +50,7 @@ def main():
     import fastai
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     print(f"# bench_keep, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     gpu = f", GPU {torch.cuda.get_device_name()}" if dev == 'cuda' else ''
     print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}{gpu}; torch {torch.__version__}, fastai {fastai.__version__}")
     print(f"xresnet18, batch {a.bs}x3x{a.size}x{a.size}, {a.rounds} rounds of {a.batches} steps (the first round is a warm-up)")
@@ -109,8 +102,6 @@ def main():
         med['KeepCutout early']/ref, 'MET' if med['KeepCutout early']/ref <= 1.15 else 'MISSED',
         rs/ref, 'MET' if rs/ref <= .01 else 'MISSED'))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-    if c0 and (c1 := cpu_seconds()):
-        print(f"other processes used {((c1[0]-c0[0]) - (c1[1]-c0[1]))/(time.time()-w0):.2f} of the "
-              f"{os.cpu_count()} CPUs on average during the run (0 = a quiet machine)")
+    if (msg := other_load(c0, w0, time.time())): print(msg)
 
 if __name__ == '__main__': main()

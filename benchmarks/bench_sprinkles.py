@@ -9,7 +9,7 @@ interleaved rounds (one call of each per round), so load from other processes hi
 gives medians in ms, the ratio to the frosted sprinkle, and the fraction of pixels each method changed
 (measured on a constant batch, so the amount of occlusion can be compared too).
 """
-import argparse, os, platform, statistics, time, warnings
+import argparse, os, statistics, time, warnings
 from datetime import datetime, timezone
 warnings.filterwarnings('ignore')
 import numpy as np, torch
@@ -18,13 +18,6 @@ from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mas
 
 B, C, H, W = 64, 3, 160, 160
 N_HOLES, SIZE = 16, 0.1  # 16 holes of 16 px per 160 px image
-
-def cpu_seconds():
-    "(CPU seconds used by all processes, by this one) so far; None where /proc/stat is missing"
-    try: busy = sum(int(v) for i, v in enumerate(open('/proc/stat').readline().split()[1:]) if i not in (3, 4))
-    except OSError: return None
-    t = os.times()
-    return busy/os.sysconf('SC_CLK_TCK'), t.user + t.system
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -153,8 +146,7 @@ if __name__ == '__main__':
     torch.set_num_threads(args.threads)
     import timm, kornia, albumentations, torchvision, fastai
     print(f"# bench_sprinkles, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
           f"torch {torch.__version__}, fastai {fastai.__version__}, torchvision {torchvision.__version__}, "
           f"timm {timm.__version__}, kornia {kornia.__version__}, albumentations {albumentations.__version__}")
@@ -167,6 +159,4 @@ if __name__ == '__main__':
         bench_masks(dev, max(10, args.repeats//2))
         if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-    if c0 and (c1 := cpu_seconds()):
-        print(f"other processes used {((c1[0]-c0[0]) - (c1[1]-c0[1]))/(time.time()-w0):.2f} of the "
-              f"{os.cpu_count()} CPUs on average during the run (0 = a quiet machine)")
+    if (msg := other_load(c0, w0, time.time())): print(msg)
