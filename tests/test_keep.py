@@ -11,6 +11,7 @@ from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import xresnet18
 from torch.utils.data import TensorDataset
 
+from helpers import quiet, cb
 from fastai_sprinkles.saliency import (saliency, lowres_saliency, integral_image, region_scores, choose_regions, SaliencyHook,
                                        first_block, run_to, unwrap_model, check_saliency_args)
 from fastai_sprinkles.keep import keep_boxes, keep_centres, KeepCutout, KeepCutMix, KeepSprinkles, SelectivePaste
@@ -19,17 +20,6 @@ from fastai_sprinkles.boxes import sample_boxes
 from fastai_sprinkles.anneal import Annealer
 
 prop = settings(max_examples=40, deadline=None)
-
-def quiet(learn, meth='fit', *args, **kwargs):
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return getattr(learn, meth)(*args, **kwargs)
-
-def cb(order=0, **events):
-    "A `Callback` made of `events`, with an `order`"
-    c = Callback(**events)
-    c.order = order
-    return c
 
 class PatchNet(nn.Module):
     "Linear classifier of 3x16x16 images; class 0 looks only at the patch rows 5:9, cols 9:13"

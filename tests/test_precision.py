@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from fastai.basics import Learner, DataLoaders, TfmdDL, Callback, CrossEntropyLossFlat
 from fastai.data.transforms import Normalize
 
+from helpers import quiet, cb
 from fastai_sprinkles.boxes import sprinkle
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.cutmix import CutMixer, cutmix
@@ -26,17 +27,6 @@ MEAN, STD = (0.2, -0.1, 0.3), (0.9, 1.1, 1.3)
 CL = torch.channels_last
 
 # ---------------------------------------------------------------- helpers
-
-def quiet(learn, meth='fit', *args, **kwargs):
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # GradScaler and autocast warn that CUDA is not available
-        return getattr(learn, meth)(*args, **kwargs)
-
-def cb(order=0, **events):
-    "A `Callback` made of `events`, with an `order`"
-    c = Callback(**events)
-    c.order = order
-    return c
 
 def make_dls():
     "Random 3x16x16 images, 3 classes; a `Normalize` in the training loader gives the stats for `fill='mean'`"

@@ -16,6 +16,7 @@ from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.layers import ResBlock
 from fastai.vision.core import TensorImage
 
+from helpers import quiet, cb
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
 from fastai_sprinkles.cutmix import CutMixer, OneOf
@@ -51,17 +52,6 @@ def tiny_net(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), ResBlock(1, 8, 8),
                          nn.Dropout(.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, N_CLS))
-
-def quiet(learn, meth='fit', *args, **kwargs):
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return getattr(learn, meth)(*args, **kwargs)
-
-def cb(order=0, **events):
-    "A `Callback` made of `events`, with an `order`"
-    c = Callback(**events)
-    c.order = order
-    return c
 
 def n_hooks(model):
     "Hooks registered on any module of `model`"
