@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 warnings.filterwarnings('ignore')
 import torch
-from common import cpu_seconds, cpu_name, other_load
+from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
 from fastai_sprinkles.cutmix import cutmix, CutMixer, cutmix_boxes, sample_lam, partners, one_box_mask
 from fastai_sprinkles.boxes import box_mask
@@ -36,20 +36,6 @@ from fastai_sprinkles.boxes import box_mask
 B, C, H, W, N_CLS = 64, 3, 160, 160, 10
 FASTAI = 'fastai CutMix.before_batch'
 OURS = 'ours CutMixer.before_batch'
-
-def sync(dev):
-    if dev.type == 'cuda': torch.cuda.synchronize()
-
-def run_rounds(fns:dict, dev, repeats:int, warmup:int=3) -> dict:
-    "Median and min time (ms) of each callable, timed in interleaved rounds"
-    for f in fns.values():
-        for _ in range(warmup): f()
-    ts = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            sync(dev); t = time.perf_counter(); f(); sync(dev)
-            ts[k].append((time.perf_counter() - t)*1e3)
-    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}
 
 def fake_learner(x, y, loss_func):
     "Just what a mixing callback reads and writes, with a training DataLoader that shuffles"
@@ -158,18 +144,6 @@ def bench_paste(dev, repeats):
     for k, (med, mn) in times.items(): print(f"| {k:66s} | {med:9.2f} | {mn:6.2f} |")
     return times
 
-def bench_train_step(dev, repeats):
-    "One SGD step of fastai's xresnet18 on the same batch, for scale"
-    from fastai.vision.models.xresnet import xresnet18
-    model = xresnet18(n_out=N_CLS).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(B, C, H, W, device=dev); y = torch.randint(0, N_CLS, (B,), device=dev)
-    def step():
-        opt.zero_grad(); torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step()
-    t = run_rounds({'step': step}, dev, repeats, warmup=1)['step']
-    print(f"\nxresnet18 training step (bs {B}, {H} px, SGD) on {dev.type}: median {t[0]:.0f} ms (min {t[1]:.0f} ms)")
-    return t
-
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeats', type=int, default=50)
@@ -190,6 +164,6 @@ if __name__ == '__main__':
         if dev.type == 'cuda': print(f"\nGPU: {torch.cuda.get_device_name()}")
         bench_peers(dev, args.repeats)
         bench_paste(dev, max(10, args.repeats//2))
-        if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20)
+        if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20, B, C, H, W, N_CLS)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if (msg := other_load(c0, w0, time.time())): print(msg)

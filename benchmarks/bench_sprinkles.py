@@ -13,25 +13,12 @@ import argparse, os, statistics, time, warnings
 from datetime import datetime, timezone
 warnings.filterwarnings('ignore')
 import numpy as np, torch
+from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
 from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mask_cumsum
 
 B, C, H, W = 64, 3, 160, 160
 N_HOLES, SIZE = 16, 0.1  # 16 holes of 16 px per 160 px image
-
-def sync(dev):
-    if dev.type == 'cuda': torch.cuda.synchronize()
-
-def run_rounds(fns:dict, dev, repeats:int, warmup:int=3) -> dict:
-    "Median and min time (ms) of each callable, timed in interleaved rounds"
-    for f in fns.values():
-        for _ in range(warmup): f()
-    ts = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            sync(dev); t = time.perf_counter(); f(); sync(dev)
-            ts[k].append((time.perf_counter() - t)*1e3)
-    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}
 
 def peers(dev, x):
     "name -> (callable that augments a batch, whether it works in place, fill description)"
@@ -125,18 +112,6 @@ def bench_masks(dev, repeats):
                         'cumsum': lambda: box_mask_cumsum(*bx, H, W, torch.float32)}, dev, repeats)
         print(f"| {k} | {t['bmm'][0]:.2f} | {t['cumsum'][0]:.2f} |")
 
-def bench_train_step(dev, repeats):
-    "One SGD step of fastai's xresnet18 on the same batch, for scale"
-    from fastai.vision.models.xresnet import xresnet18
-    model = xresnet18(n_out=10).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(B, C, H, W, device=dev); y = torch.randint(0, 10, (B,), device=dev)
-    def step():
-        opt.zero_grad(); torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step()
-    t = run_rounds({'step': step}, dev, repeats, warmup=1)['step']
-    print(f"\nxresnet18 training step (bs {B}, {H} px, SGD) on {dev.type}: median {t[0]:.0f} ms (min {t[1]:.0f} ms)")
-    return t
-
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeats', type=int, default=50)
@@ -157,6 +132,6 @@ if __name__ == '__main__':
         if dev.type == 'cuda': print(f"\nGPU: {torch.cuda.get_device_name()}")
         bench_device(dev, args.repeats)
         bench_masks(dev, max(10, args.repeats//2))
-        if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20)
+        if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20, B, C, H, W)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if (msg := other_load(c0, w0, time.time())): print(msg)

@@ -18,3 +18,33 @@ def other_load(c0, w0:float, now:float) -> str:
     if not c0 or not (c1 := cpu_seconds()): return ''
     return (f"other processes used {((c1[0]-c0[0]) - (c1[1]-c0[1]))/(now-w0):.2f} of the {os.cpu_count()} CPUs on "
             f"average during the run (0 = a quiet machine)")
+
+def sync(dev):
+    "Wait for the GPU's queued work, so that a timing covers it"
+    import torch
+    if dev.type == 'cuda': torch.cuda.synchronize()
+
+def run_rounds(fns:dict, dev, repeats:int, warmup:int=3) -> dict:
+    "Median and min time (ms) of each callable, timed in interleaved rounds"
+    import statistics, time
+    for f in fns.values():
+        for _ in range(warmup): f()
+    ts = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            sync(dev); t = time.perf_counter(); f(); sync(dev)
+            ts[k].append((time.perf_counter() - t)*1e3)
+    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}
+
+def bench_train_step(dev, repeats:int, B:int, C:int, H:int, W:int, n_cls:int=10):
+    "One SGD step of fastai's xresnet18 on a random batch, for scale"
+    import torch
+    from fastai.vision.models.xresnet import xresnet18
+    model = xresnet18(n_out=n_cls).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(B, C, H, W, device=dev); y = torch.randint(0, n_cls, (B,), device=dev)
+    def step():
+        opt.zero_grad(); torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step()
+    t = run_rounds({'step': step}, dev, repeats, warmup=1)['step']
+    print(f"\nxresnet18 training step (bs {B}, {H} px, SGD) on {dev.type}: median {t[0]:.0f} ms (min {t[1]:.0f} ms)")
+    return t
