@@ -16,7 +16,7 @@ from .sprinkles import ProgressiveSprinkles, normalize_stats
 from .saliency import SaliencyHook, integral_image, region_scores, choose_regions, check_tau, positions
 
 # %% auto #0
-__all__ = ['auto_stride', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'KeepCutout', 'KeepCutMix',
+__all__ = ['auto_stride', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'keep_square', 'KeepCutout', 'KeepCutMix',
            'KeepSprinkles', 'SelectivePaste']
 
 # %% ../nbs/06_keep.ipynb #eed046ef
@@ -81,6 +81,18 @@ def check_keep_args(p:float, size:float, tau:float):
     if not _is_real(size) or not 0 < size <= 1: raise ValueError(f"size must be in (0, 1] (a fraction of the shorter side), got {size!r}")
     check_tau(tau)
 
+def keep_square(cb:Callback, # a callback with `p`, `size` and `tau`, in a learner with a `SaliencyHook`
+                x:Tensor, # the training batch (B, C, H, W)
+                above:bool=False, # False: selective-cut; True: selective-paste
+               ) -> Tensor:
+    "(B, 1, H, W) mask of one square per image of side `cb.size`, placed on the hook's map, kept with chance `cb.p`; boxes in `cb.boxes`"
+    B, _, H, W = x.shape
+    side = max(1, round(cb.size*min(H, W)))
+    boxes = keep_boxes(hook_map(cb, x), side, side, cb.tau, above=above)
+    valid = torch.rand(B, device=x.device) < cb.p
+    cb.boxes = Boxes(boxes[:, None], valid[:, None])
+    return one_box_mask(boxes, valid, H, W)
+
 class KeepCutout(Callback):
     "Cutout whose square is drawn among the regions scoring at most the τ-quantile of the image's saliency"
     run_valid = False
@@ -109,12 +121,7 @@ class KeepCutout(Callback):
         check_keep_args(self.p, self.size, self.tau)
         x = self.x
         check_x(x)
-        B, _, H, W = x.shape
-        side = max(1, round(self.size*min(H, W)))
-        boxes = keep_boxes(hook_map(self, x), side, side, self.tau)
-        valid = torch.rand(B, device=x.device) < self.p
-        self.boxes = Boxes(boxes[:, None], valid[:, None])
-        out = paint(x, one_box_mask(boxes, valid, H, W), self.fill, self.opacity, *self._stats)
+        out = paint(x, keep_square(self, x), self.fill, self.opacity, *self._stats)
         self.learn.xb = (out, *self.xb[1:])
 
 # %% ../nbs/06_keep.ipynb #eae86b12
@@ -182,9 +189,4 @@ class SelectivePaste(Callback):
         if not isinstance(out, Tensor) or out.shape != x.shape:
             raise ValueError(f"tfm must return a batch of the input's shape {tuple(x.shape)}, got "
                              f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
-        B, _, H, W = x.shape
-        side = max(1, round(self.size*min(H, W)))
-        boxes = keep_boxes(hook_map(self, x), side, side, self.tau, above=True)
-        valid = torch.rand(B, device=x.device) < self.p
-        self.boxes = Boxes(boxes[:, None], valid[:, None])
-        self.learn.xb = (torch.where(one_box_mask(boxes, valid, H, W), x, out.to(x.dtype)), *self.xb[1:])
+        self.learn.xb = (torch.where(keep_square(self, x, above=True), x, out.to(x.dtype)), *self.xb[1:])
