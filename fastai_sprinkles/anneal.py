@@ -15,7 +15,7 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Recorder
 
 # %% auto #0
-__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Annealer']
+__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Restoring', 'Annealer']
 
 # %% ../nbs/02_anneal.ipynb #0582f4d1
 def sched_value(v, # a constant, a schedule (a callable of `pct`), or a tuple or list of them
@@ -111,6 +111,17 @@ def plot_anneal_hist(hist:dict, # {key: values at each training batch}
         ax.set_title(k, fontsize=9); ax.set_xlabel('batch', fontsize=8); ax.tick_params(labelsize=7)
     fig.tight_layout()
 
+# %% ../nbs/02_anneal.ipynb #031fc7d8
+class Restoring(Callback):
+    "A `Callback` whose `restore()` runs when it is taken off the learner, as `fit` does after any stop"
+    def restore(self):
+        "Put back what the callback changed"
+        raise NotImplementedError(f"{type(self).__name__} must say in restore() what it puts back")
+
+    def __setattr__(self, name, value):
+        if name == 'learn' and value is None and self.__dict__.get('learn') is not None: self.restore()
+        super().__setattr__(name, value)
+
 # %% ../nbs/02_anneal.ipynb #33f4533c
 def _set_bs(dl, bs:int):
     "Set the batch size of `dl` and of the loader it wraps, if any: fastai's `DistributedDL` batches with its inner `dl`"
@@ -118,7 +129,7 @@ def _set_bs(dl, bs:int):
     inner = vars(dl).get('dl')
     if inner is not None and hasattr(inner, 'bs'): inner.bs = bs
 
-class Annealer(Callback):
+class Annealer(Restoring):
     "Anneal attributes of other callbacks, and the training batch size, with schedules of the fraction of training done"
     order,run_valid = -5,False
     def __init__(self,

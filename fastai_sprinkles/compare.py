@@ -21,7 +21,7 @@ from fastai.callback.core import _inner_loop
 from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
 from .data import imagenette_dls, cifar10_dls
-from .anneal import Annealer
+from .anneal import Annealer, Restoring
 from .sprinkles import ProgressiveSprinkles
 from .cutmix import CutMixer, OneOf
 from .saliency import SaliencyHook
@@ -37,7 +37,7 @@ __all__ = ['ARCHS', 'CONFIGS', 'DLS', 'PROFILES', 'RunStats', 'train_run', 'bs_r
 ARCHS = dict(xresnet18=xresnet18, xresnet34=xresnet34, xresnet50=xresnet50)
 
 # %% ../nbs/07_compare.ipynb #8c756be4
-class RunStats(Callback):
+class RunStats(Restoring):
     "Record accuracy, loss and timings at each epoch, and the time spent in the batch events of `timed`"
     order = Recorder.order + 1  # after the Recorder has the epoch's metrics
     def __init__(self,
@@ -67,13 +67,13 @@ class RunStats(Callback):
             self._wrapped.append((cb, ev))
         for a in getattr(cb, 'augs', ()): self._wrap(a)  # `OneOf` calls its augmentations itself
 
-    def unwrap(self):
+    def restore(self):
         "Give the timed callbacks their own methods back"
         for cb, ev in self._wrapped: cb.__dict__.pop(ev, None)
         self._wrapped = []
 
     def before_fit(self):
-        self.unwrap()
+        self.restore()
         p = next(self.learn.model.parameters(), None)
         self._sync = (p is not None and p.is_cuda) if self.sync is None else self.sync
         self.accs, self.losses, self.times, self.train_s, self.aug_s, self.n_imgs = [], [], [], [], [], []
@@ -93,7 +93,7 @@ class RunStats(Callback):
         self.accs.append(float(vals.get('accuracy', math.nan))); self.losses.append(float(vals.get('valid_loss', math.nan)))
         self.times.append(self._now() - self._t0)
 
-    def after_fit(self): self.unwrap()
+    def after_fit(self): self.restore()
 
 # %% ../nbs/07_compare.ipynb #82d4fe22
 def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
@@ -114,10 +114,8 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
     cbs = list(cbs or [])
     st = RunStats(cbs)
     start = time.perf_counter()
-    try:
-        with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
-            learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])
-    finally: st.unwrap()
+    with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
+        learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
     wall, train_s = time.perf_counter() - start, sum(st.train_s)
     return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1], wall_s=wall,
                 epoch_s=st.times[-1]/epochs, imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),

@@ -14,6 +14,7 @@ from fastai.callback.core import Callback
 from fastai.layers import ResBlock
 from .boxes import check_x, check_flag, _is_real
 from .cutmix import CutMixer, OneOf, mix_loss, _desc
+from .anneal import Restoring
 
 # %% auto #0
 __all__ = ['MODES', 'target_logit', 'saliency', 'check_saliency_args', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead',
@@ -145,7 +146,7 @@ def _autocast(learn, device_type:str):
     return torch.autocast(device_type, dtype=dtype, enabled=mp is not None and device_type == 'cuda')
 
 # %% ../nbs/05_saliency.ipynb #45a2b3e8
-class SaliencyHook(Callback):
+class SaliencyHook(Restoring):
     "Keep the saliency map of each training batch in `sal`, for the callbacks that cut or paste by it"
     order, run_valid = -5, False
     def __init__(self,
@@ -244,6 +245,9 @@ class SaliencyHook(Callback):
     def after_fit(self):
         "Remove the hook on the first block"
         self._cleanup(); self.sal = None
+    def restore(self):
+        "Remove the hook on the first block: taken off the learner after a stop fastai has no event for"
+        self.after_fit()
 
 # %% ../nbs/05_saliency.ipynb #6f657973
 def early_head_loss(learn, out:Tensor) -> Tensor:

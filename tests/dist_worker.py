@@ -127,4 +127,6 @@ if __name__ == '__main__':
     for name in names:
         make_cbs, epochs = RUNS[name]
         train(name, make_cbs(), epochs, out)
-    if dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_initialized():  # leave together: a rank that exits while the other still talks to it can abort in gloo
+        dist.barrier()
+        dist.destroy_process_group()

@@ -152,9 +152,13 @@ def test_runstats_times_the_augmentation_once_and_unwraps():
     assert plain['aug_s'] == 0 and len(plain['accs']) == len(plain['times']) == 2
     assert plain['imgs_per_s'] == pytest.approx(2*64/plain['train_s'])
 
-def test_runstats_unwraps_after_a_crash():
-    b = Boom()
-    with pytest.raises(RuntimeError): train_run(tiny_dls, cbs=[b], epochs=1, bs=16, lr=1e-2, arch=tiny_model)
+@pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
+def test_runstats_unwraps_after_a_crash(exc):
+    "fastai runs no `after_fit` after these; `RunStats`, taken off the learner by `fit`, gives the methods back"
+    class Fail(Callback):
+        def before_batch(self): raise exc('boom')
+    b = Fail()
+    with pytest.raises(exc): train_run(tiny_dls, cbs=[b], epochs=1, bs=16, lr=1e-2, arch=tiny_model)
     assert 'before_batch' not in b.__dict__
 
 def test_every_config_trains(tmp_path):

@@ -265,14 +265,15 @@ def check_restored(learn, lf, hooks0):
 @pytest.mark.parametrize('event', ['before_batch', 'after_batch'])
 @pytest.mark.parametrize('exc', FAULTS, ids=lambda e: e.__name__)
 def test_fault_mid_epoch_restores_and_predicts_as_the_plain_model(exc, event):
-    """A fault at the 3rd batch of a learner with every callback.
+    """A fault at the 3rd batch of a learner with every callback attached to the `Learner` itself (so `fit` does not
+    take them off: see the next test for callbacks passed to `fit`).
 
     For the Cancel* exceptions fastai handles (`after_cancel_*`, `after_fit` run), everything is back at once: the loss
     function passed, the training batch size, the attributes the Annealer ramps, the lr it scaled, the hooks; the modes
     of the model's modules are those of a learner without the callbacks stopped the same way.
 
     For the exceptions fastai has no event for (a KeyboardInterrupt, or a CancelBatchException raised in `after_batch`),
-    no callback can run at the moment of the fault. What must hold then is that the learner is not broken: the loss
+    no event reaches these callbacks at the moment of the fault. What must hold then is that the learner is not broken: the loss
     function is the one passed, the modes are the plain learner's, and the next use of the learner (here `get_preds`)
     restores everything before it runs, and its predictions equal those of a plain learner with the same weights."""
     learn, lf, escaped = interrupted(exc, event)
@@ -292,6 +293,32 @@ def test_fault_mid_epoch_restores_and_predicts_as_the_plain_model(exc, event):
     a, b = quiet(learn, 'get_preds', with_loss=True), quiet(ref, 'get_preds', with_loss=True)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     check_restored(learn, lf, 0)
+
+@pytest.mark.parametrize('event', ['before_batch', 'after_batch'])
+@pytest.mark.parametrize('exc', FAULTS, ids=lambda e: e.__name__)
+def test_fault_restores_at_once_callbacks_passed_to_fit(exc, event):
+    """The usual way, callbacks passed to `fit`: whatever the fault, everything is back the moment `fit` has stopped.
+
+    `fit` takes the callbacks passed to it off the learner in a `finally`; the `Restoring` callbacks (Annealer,
+    SaliencyHook) put back the batch size, the annealed attributes, the scaled lr and the armed hook at that moment,
+    with no `after_fit` and before any further use of the learner."""
+    set_seed(0)
+    lf = CrossEntropyLossFlat()
+    learn = Learner(tensor_dls(), tiny_net(), loss_func=lf, lr=LR)
+    cbs = all_cbs()
+    seen = {}
+    def look(c):  # at the first training batch: what the callbacks changed, to show that there is something to restore
+        if c.training and not seen: seen.update(bs=c.dls.train.bs, hooks=n_hooks(c.model), p=cbs[0].p)
+    try: quiet(learn, 'fit', 2, cbs=cbs + [cb(1, **{event: look}), fault(exc, event)])
+    except (KeyboardInterrupt, CancelBatchException) as e: assert type(e) is exc and (exc, event) in ESCAPES
+    else: assert (exc, event) not in ESCAPES
+    assert seen['bs'] != BS and seen['p'] != .5
+    if event == 'before_batch': assert seen['hooks'] == 1  # the early head's hook, armed for the coming forward pass
+    assert learn.cbs.map(type).filter(lambda t: t.__module__.startswith('fastai_sprinkles')) == []
+    assert learn.loss_func is lf and learn.dls.train.bs == BS and n_hooks(learn.model) == 0
+    assert cbs[0].p == .5 and cbs[4].size == .3
+    assert [h['lr'] for h in learn.opt.hypers] == [LR]*len(learn.opt.hypers)
+    assert torch.is_grad_enabled() and not torch.is_autocast_enabled()
 
 def transplant(src, dst):
     "Give `dst` the state training legitimately carries over: weights, optimizer state, early head, the loader's shuffle"
