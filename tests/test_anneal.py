@@ -219,20 +219,37 @@ def test_restored_after_fit_and_after_cancel(tmp_path):
     quiet(learn, 'fit', 3, 1e-2, cbs=ann)
     assert (learn.knobs.p, learn.knobs.n, learn.dls.train.bs) == (.25, 'three', 16)
 
-def test_restored_after_an_error_by_the_next_fit_or_restore(tmp_path):
+def test_restored_at_once_after_an_error(tmp_path):
+    "fastai runs no `after_fit` after an error; the annealer, attached to the learner, has put everything back by then"
     learn = make_learner(tmp_path)
     ann = Annealer({'knobs.p': SchedLin(0, 1), 'bs': SchedLin(8, 20)}, lr_scale='linear')   # bs 8, 12, 16
     learn.add_cb(ann)
     with pytest.raises(RuntimeError, match='boom'): quiet(learn, 'fit', 3, 1e-2, cbs=CancelAt(1, 1, partial(RuntimeError, 'boom')))
-    assert learn.knobs.p != 0. and learn.dls.train.bs == 12   # after_fit never ran
+    last = learn.knobs.train()[-1]
+    assert last['p'] != 0. and last['bs'] == 12   # what the error interrupted
+    assert (learn.knobs.p, learn.dls.train.bs) == (0., 16) and learn.opt.hypers[0]['lr'] == pytest.approx(1e-2)
+    assert '_with_events' not in vars(learn)
+    ann.restore()   # nothing left to put back: a no-op
+    assert (learn.knobs.p, learn.dls.train.bs) == (0., 16)
     learn.knobs.seen = []
-    quiet(learn, 'fit', 2, 1e-2)   # restores first, so the originals saved are the real ones
+    quiet(learn, 'fit', 2, 1e-2)   # and the next fit starts from the originals
     assert learn.knobs.train()[0]['p'] == 0. and learn.knobs.train()[0]['bs'] == 8
     assert (learn.knobs.p, learn.dls.train.bs) == (0., 16)
-    with pytest.raises(RuntimeError): quiet(learn, 'fit', 3, 1e-2, cbs=CancelAt(1, 0, partial(RuntimeError, 'again')))
-    assert learn.knobs.p != 0. and learn.dls.train.bs == 12 and learn.opt.hypers[0]['lr'] == pytest.approx(1e-2*12/16)
-    ann.restore()
-    assert (learn.knobs.p, learn.dls.train.bs) == (0., 16) and learn.opt.hypers[0]['lr'] == pytest.approx(1e-2)
+
+def test_restore_puts_back_at_once(tmp_path):
+    "`restore()` called during a fit (by hand, or by the guard) puts back the attributes, batch size and lr"
+    learn = make_learner(tmp_path)
+    ann = Annealer({'knobs.p': SchedLin(0, 1), 'bs': SchedLin(8, 20)}, lr_scale='linear')
+    got = {}
+    def mid(c):
+        if c.training and c.epoch == 1 and c.iter == 1:
+            got['during'] = (learn.knobs.p, learn.dls.train.bs, learn.opt.hypers[0]['lr'])
+            ann.restore()
+            got['after'] = (learn.knobs.p, learn.dls.train.bs, learn.opt.hypers[0]['lr'])
+            raise CancelFitException()
+    quiet(learn, 'fit', 3, 1e-2, cbs=[ann, Callback(after_step=mid)])
+    assert got['during'][0] != 0. and got['during'][1:] == (12, pytest.approx(1e-2*12/16))
+    assert got['after'] == (0., 16, pytest.approx(1e-2))
 
 def test_start_epoch_resumes(tmp_path):
     scheds = lambda: Annealer({'knobs.p': SchedCos(0, 1), 'knobs.n': SchedLin(0, 6), 'bs': SchedLin(8, 32)},
