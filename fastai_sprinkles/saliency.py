@@ -66,7 +66,7 @@ def saliency(model:nn.Module, # the network: maps the batch to (B, n_classes) lo
 
 # %% ../nbs/05_saliency.ipynb #741bc95b
 def check_saliency_args(mode:str='lowres', # one of `MODES`
-                        factor:float=2., # how much `'lowres'` shrinks the images: a number > 1
+                        factor:float=2., # how much `'lowres'` and `'early'` shrink the images: a number >= 1
                         early_weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
                         H:int=None, W:int=None, # image height and width, when known
                        ):
@@ -75,7 +75,7 @@ def check_saliency_args(mode:str='lowres', # one of `MODES`
     if not _is_real(factor) or not 1 <= factor < math.inf: raise ValueError(f"factor must be a number >= 1, got {factor!r}")
     if not _is_real(early_weight) or not 0 <= early_weight < math.inf:
         raise ValueError(f"early_weight must be a number >= 0, got {early_weight!r}")
-    if mode == 'lowres' and H is not None and min(H, W)/factor < 2:
+    if mode != 'full' and H is not None and min(H, W)/factor < 2:
         raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: use a factor <= {min(H, W)/2:g}")
 
 def lowres_saliency(model:nn.Module, x:Tensor, y:Tensor, factor:float=2., head=None) -> Tensor:
@@ -151,7 +151,7 @@ class SaliencyHook(Restoring):
     order, run_valid = -5, False
     def __init__(self,
                  mode:str='lowres', # 'full', 'lowres' (map of a shrunk copy) or 'early' (map of an early head)
-                 factor:float=2., # how much `'lowres'` shrinks the images
+                 factor:float=2., # how much `'lowres'` and `'early'` shrink the images; 1: full size
                  early_weight:float=0.3, # weight of the early head's loss beside the main loss
                  early_layer=None, # where the early head goes: a module, its name, or None for the first residual block
                  early_lr:float=None, # learning rate of the early head's Adam; None: the learner's current one
@@ -194,7 +194,7 @@ class SaliencyHook(Restoring):
             if self.mode == 'lowres': return lowres_saliency(model, x, y, self.factor)
             if self.head is None:  # first batch: nothing trained yet, a map of the block's activations' gradient
                 self._make_head(run_to(model, self._layer, x.detach()), y)
-            return saliency(model, x, y, head=self._early_logits)
+            return lowres_saliency(model, x, y, self.factor, head=self._early_logits)
 
     def before_batch(self):
         "Compute the map of the training batch; for `'early'`, hook the first block for the coming forward pass"

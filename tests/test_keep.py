@@ -210,6 +210,8 @@ def test_keep_cutout_needs_the_hook_and_checks_its_arguments():
         with pytest.raises(ValueError, match=msg): SaliencyHook(**kw)
     learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('lowres', factor=10)])
     with pytest.raises(ValueError, match='factor=10 shrinks 16x16 images'): quiet(learn, 'fit', 1)
+    learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early', factor=10, early_layer='0')])
+    with pytest.raises(ValueError, match='factor=10 shrinks 16x16 images'): quiet(learn, 'fit', 1)  # 'early' shrinks too
     learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early')])
     with pytest.raises(ValueError, match='pass early_layer='): quiet(learn, 'fit', 1)
 
@@ -305,6 +307,10 @@ def test_early_head_trains_and_leaves_no_hooks():
     x, y = dls.one_batch()
     s = hook.compute(x, y)
     assert s.shape == (16, 32, 32) and bool(torch.isfinite(s).all())
+    assert torch.equal(s, lowres_saliency(model, x, y, 2, head=hook._early_logits))  # by default, of the half-size copy
+    hook.factor = 1  # the paper's variant: the early head's map at full size
+    assert torch.equal(hook.compute(x, y), saliency(model, x, y, head=hook._early_logits))
+    assert not torch.equal(hook.compute(x, y), s)
 
 @pytest.mark.parametrize('exc', [CancelFitException, CancelEpochException, KeyboardInterrupt])
 @pytest.mark.parametrize('mode', ['full', 'early'])
