@@ -39,7 +39,8 @@ def test_every_notebook_has_a_page(docs):
 
 @pytest.mark.browser
 @pytest.mark.parametrize('page,title,api', [('index.html', 'fastai_sprinkles', None),
-                                             ('data.html', 'Data', 'imagenette_dls')])
+                                             ('data.html', 'Data', 'imagenette_dls'),
+                                             ('anneal.html', 'Annealing', 'Restoring')])
 def test_page_in_chromium(docs, browser, tmp_path, page, title, api):
     d = dom(browser, docs[0]/page, tmp_path)
     t = text(d)
