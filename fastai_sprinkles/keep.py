@@ -16,13 +16,18 @@ from .sprinkles import ProgressiveSprinkles, normalize_stats
 from .saliency import SaliencyHook, integral_image, region_scores, choose_regions, check_tau, positions
 
 # %% auto #0
-__all__ = ['auto_stride', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'keep_square', 'KeepCutout', 'KeepCutMix',
-           'KeepSprinkles', 'SelectivePaste']
+__all__ = ['check_grid', 'auto_stride', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'keep_square', 'KeepCutout',
+           'KeepCutMix', 'KeepSprinkles', 'SelectivePaste']
 
 # %% ../nbs/06_keep.ipynb #eed046ef
+def check_grid(grid):
+    "Raise a clear error unless `grid` is an int >= 1"
+    if isinstance(grid, bool) or not isinstance(grid, numbers.Integral) or grid < 1:
+        raise ValueError(f"grid must be an int >= 1, got {grid!r}")
+
 def auto_stride(H:int, W:int, grid:int=32) -> int:
     "The smallest stride that leaves at most `grid` candidate positions along each side"
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1: raise ValueError(f"grid must be an int >= 1, got {grid!r}")
+    check_grid(grid)
     return max(1, -(-max(H, W)//grid))
 
 def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
@@ -75,20 +80,20 @@ def hook_map(cb:Callback, x:Tensor) -> Tensor:
         f"a callback that resizes the batch")
     return sal
 
-def check_keep_args(p:float, size:float, tau:float):
-    "Raise a clear error, naming the parameter, for a bad `p`, `size` or `tau`"
+def check_keep_args(p:float, size:float, tau:float, grid:int=32):
+    "Raise a clear error, naming the parameter, for a bad `p`, `size`, `tau` or `grid`"
     if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
     if not _is_real(size) or not 0 < size <= 1: raise ValueError(f"size must be in (0, 1] (a fraction of the shorter side), got {size!r}")
-    check_tau(tau)
+    check_tau(tau); check_grid(grid)
 
 def keep_square(cb:Callback, # a callback with `p`, `size` and `tau`, in a learner with a `SaliencyHook`
                 x:Tensor, # the training batch (B, C, H, W)
                 above:bool=False, # False: selective-cut; True: selective-paste
                ) -> Tensor:
-    "(B, 1, H, W) mask of one square per image of side `cb.size`, placed on the hook's map, kept with chance `cb.p`; boxes in `cb.boxes`"
+    "(B, 1, H, W) mask of one square per image of side `cb.size`, placed on the hook's map (`cb.tau`, `cb.grid`), kept with chance `cb.p`; boxes in `cb.boxes`"
     B, _, H, W = x.shape
     side = max(1, round(cb.size*min(H, W)))
-    boxes = keep_boxes(hook_map(cb, x), side, side, cb.tau, above=above)
+    boxes = keep_boxes(hook_map(cb, x), side, side, cb.tau, above=above, grid=cb.grid)
     valid = torch.rand(B, device=x.device) < cb.p
     cb.boxes = Boxes(boxes[:, None], valid[:, None])
     return one_box_mask(boxes, valid, H, W)
@@ -103,10 +108,12 @@ class KeepCutout(Callback):
                  fill='zero', # 'zero' (black), 'mean' (data set mean), 'noise', or a pixel colour
                  opacity:float=1., # weight of the fill over the image, in (0, 1]
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
+                 grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
-        check_keep_args(p, size, tau)
+        check_keep_args(p, size, tau, grid)
         check_paint_args(fill, opacity, *((0., 1.) if mean is None and std is None else (mean, std)))
         self.p, self.size, self.tau, self.fill, self.opacity, self.mean, self.std = p, size, tau, fill, opacity, mean, std
+        self.grid = grid
         self.boxes = None
 
     def before_fit(self):
@@ -118,7 +125,7 @@ class KeepCutout(Callback):
     def before_batch(self):
         "Cut one square out of each training image, away from what matters"
         if self.skip: return
-        check_keep_args(self.p, self.size, self.tau)
+        check_keep_args(self.p, self.size, self.tau, self.grid)
         x = self.x
         check_x(x)
         out = paint(x, keep_square(self, x), self.fill, self.opacity, *self._stats)
@@ -132,33 +139,35 @@ class KeepCutMix(CutMixer):
                  p:float=1., # chance that a sample is mixed
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
                  pairing:str='auto', # see `CutMixer`
+                 grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
-        check_tau(tau)
+        check_tau(tau); check_grid(grid)
         super().__init__(alpha, p, per_sample=True, pairing=pairing)
-        self.tau = tau
+        self.tau, self.grid = tau, grid
 
     def placer(self, x:Tensor, mixed:Tensor=None):
         "Boxes placed by selective-cut on this batch's saliency maps"
-        check_tau(self.tau)
+        check_tau(self.tau); check_grid(self.grid)
         sal = hook_map(self, x)
-        return lambda h, w: keep_boxes(sal, h, w, self.tau)
+        return lambda h, w: keep_boxes(sal, h, w, self.tau, grid=self.grid)
 
 # %% ../nbs/06_keep.ipynb #4d487c91
 class KeepSprinkles(ProgressiveSprinkles):
     "Progressive sprinkles whose holes avoid the regions scoring above the τ-quantile of the saliency map"
     def __init__(self, *args,
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
+                 grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                  **kwargs):
-        check_tau(tau)
+        check_tau(tau); check_grid(grid)
         super().__init__(*args, **kwargs)
-        self.tau = tau
+        self.tau, self.grid = tau, grid
 
     def centres(self, x:Tensor, v:dict) -> Tensor:
         "Centres allowed by selective-cut for holes of the largest current size"
-        check_tau(self.tau)
+        check_tau(self.tau); check_grid(self.grid)
         size = max(v['size']) if isinstance(v['size'], (tuple, list)) else v['size']
         side = max(1, round(size*min(x.shape[-2:])))
-        return keep_centres(hook_map(self, x), side, self.tau)
+        return keep_centres(hook_map(self, x), side, self.tau, self.grid)
 
 # %% ../nbs/06_keep.ipynb #efd374bf
 class SelectivePaste(Callback):
@@ -169,10 +178,11 @@ class SelectivePaste(Callback):
                  p:float=1., # chance that an image gets its region pasted back
                  size:float=0.5, # side of the square as a fraction of the shorter image side, in (0, 1]
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
+                 grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
         if not callable(tfm): raise TypeError(f"tfm must be a function of the batch, got {type(tfm).__name__}")
-        check_keep_args(p, size, tau)
-        self.tfm, self.p, self.size, self.tau, self.boxes = tfm, p, size, tau, None
+        check_keep_args(p, size, tau, grid)
+        self.tfm, self.p, self.size, self.tau, self.grid, self.boxes = tfm, p, size, tau, grid, None
 
     def before_fit(self):
         "Skip `lr_find`"
@@ -182,7 +192,7 @@ class SelectivePaste(Callback):
     def before_batch(self):
         "Augment the batch and paste the salient region back"
         if self.skip: return
-        check_keep_args(self.p, self.size, self.tau)
+        check_keep_args(self.p, self.size, self.tau, self.grid)
         x = self.x
         check_x(x)
         out = self.tfm(x)

@@ -391,3 +391,21 @@ def test_hook_maps_after_a_fit_it_was_passed_to():
         assert hook.learn is None
         x, y = learn.dls.one_batch()
         assert hook.compute(x, y).shape == (16, 32, 32)
+
+@pytest.mark.parametrize('make', [lambda g: KeepCutout(size=.25, grid=g), lambda g: SelectivePaste(lambda x: -x, size=.25, grid=g)],
+                         ids=['KeepCutout', 'SelectivePaste'])
+def test_grid_reaches_the_placement(make):
+    "`grid` of the callbacks is the grid of candidate centres: grid=4 on 32 px images puts 8 px squares on an 8 px lattice"
+    tops = {}
+    for g in (4, 32):
+        set_seed(0)
+        aug = make(g)
+        seen = []
+        learn = Learner(rand_dls(size=32), bn_net(), loss_func=CrossEntropyLossFlat(),
+                        cbs=[SaliencyHook('full'), aug, cb(10, before_batch=lambda c: seen.append(aug.boxes.boxes[:, 0].clone()))])
+        quiet(learn, 'fit', 1)
+        b = torch.cat(seen)
+        assert bool(((b[:, 2] - b[:, 0] == 8) | (b[:, 0] == 0) | (b[:, 2] == 32)).all())
+        tops[g] = set(b[:, 0].tolist()) | set(b[:, 1].tolist())
+    assert tops[4] <= {0, 8, 16, 24}
+    assert not tops[32] <= {0, 8, 16, 24}  # every pixel is a candidate centre by default at 32 px
