@@ -128,7 +128,7 @@ def _restore_all(learn):
     "Take the guard off `learn`, and `restore` each of its `Restoring` callbacks"
     vars(learn).pop('_with_events', None)
     for cb in learn.cbs:
-        if isinstance(cb, Restoring): cb.restore()
+        if isinstance(cb, Restoring): cb._guards = []; cb.restore()
 
 class Restoring(Callback):
     "A `Callback` whose `restore()` runs however a fit stops, also on exceptions fastai has no event for"
@@ -138,11 +138,14 @@ class Restoring(Callback):
 
     def __call__(self, event_name):
         learn = self.learn
-        if event_name == 'before_fit' and learn is not None and not isinstance(vars(learn).get('_with_events'), _RestoreOnEscape):
-            learn._with_events = _RestoreOnEscape(learn)  # on this learner only, until `after_fit`
+        if event_name == 'before_fit' and learn is not None:  # `get_preds` inside a fit nests a before_fit/after_fit pair
+            new = not isinstance(vars(learn).get('_with_events'), _RestoreOnEscape)
+            if new: learn._with_events = _RestoreOnEscape(learn)  # on this learner only, until the matching `after_fit`
+            self._guards = [*getattr(self, '_guards', []), new]
         try: return super().__call__(event_name)
         finally:
-            if event_name == 'after_fit' and learn is not None: vars(learn).pop('_with_events', None)
+            if event_name == 'after_fit' and learn is not None and getattr(self, '_guards', None):
+                if self._guards.pop(): vars(learn).pop('_with_events', None)
 
     def __setattr__(self, name, value):
         if name == 'learn' and value is None and self.__dict__.get('learn') is not None: self.restore()
@@ -213,8 +216,8 @@ class Annealer(Restoring):
 
     def before_fit(self):
         "Resolve the keys, plan the batch sizes and save what will change; skip `lr_find` and `get_preds`"
+        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
         self.restore()
-        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return
         targets = {k: self._resolve(k) for k in self.scheds if k != 'bs'}
         dl = self.dls.train
         if 'bs' in self.scheds and dl.bs is None: raise ValueError("scheds has 'bs' but the training DataLoader has no batch size")

@@ -236,6 +236,24 @@ def test_restored_at_once_after_an_error(tmp_path):
     assert learn.knobs.train()[0]['p'] == 0. and learn.knobs.train()[0]['bs'] == 8
     assert (learn.knobs.p, learn.dls.train.bs) == (0., 16)
 
+def test_restored_at_once_after_a_get_preds_inside_the_fit(tmp_path):
+    """A callback that runs `get_preds` during the fit makes fastai call `before_fit` and `after_fit` of every callback
+    in the middle of it; that neither restores the annealed values early nor disarms the restoring of a later stop"""
+    learn = make_learner(tmp_path)
+    ann = Annealer({'knobs.p': SchedLin(0, 1), 'bs': SchedLin(8, 20)})   # bs 8, 12, 16
+    learn.add_cb(ann)
+    seen = []
+    def preds(c):
+        if c.epoch == 0 and not seen:  # get_preds itself runs `after_epoch`: once is enough
+            seen.append(None)
+            c.learn.get_preds()
+            seen.append((learn.knobs.p, learn.dls.train.bs, '_with_events' in vars(learn)))
+    with pytest.raises(KeyboardInterrupt):
+        quiet(learn, 'fit', 3, 1e-2, cbs=[Callback(after_epoch=preds), CancelAt(1, 1, KeyboardInterrupt)])
+    assert seen[1][0] != 0. and seen[1][1:] == (8, True)   # still the fit's values, still guarded
+    assert learn.knobs.train()[-1]['bs'] == 12
+    assert (learn.knobs.p, learn.dls.train.bs) == (0., 16) and '_with_events' not in vars(learn)
+
 def test_restore_puts_back_at_once(tmp_path):
     "`restore()` called during a fit (by hand, or by the guard) puts back the attributes, batch size and lr"
     learn = make_learner(tmp_path)
