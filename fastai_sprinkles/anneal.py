@@ -9,11 +9,10 @@ from __future__ import annotations
 import math, numbers
 import matplotlib.pyplot as plt
 import torch
-from fastcore.basics import store_attr, patch, GetAttr
+from fastcore.basics import store_attr, patch, GetAttr, noop
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Recorder, CancelFitException
-from fastcore.basics import noop
 
 # %% auto #0
 __all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Restoring', 'Annealer']
