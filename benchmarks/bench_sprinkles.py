@@ -2,7 +2,7 @@
 
 Run from the repository root (needs the `bench` extra: timm, kornia, albumentations):
 
-    .venv/bin/python benchmarks/bench_sprinkles.py [--repeats 50] [--threads 2] [--no-train]
+    .venv/bin/python benchmarks/bench_sprinkles.py [--repeats 50] [--threads 2] [--no-train] [--compiled] [--pieces]
 
 Every method gets a 64x3x160x160 float32 batch, on the CPU (and CUDA when available). Methods are timed in
 interleaved rounds (one call of each per round), so load from other processes hits them all alike; the table
@@ -15,7 +15,7 @@ warnings.filterwarnings('ignore')
 import numpy as np, torch
 from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
-from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mask_cumsum
+from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mask_cumsum, box_mask_runs, BOX_BITS
 
 B, C, H, W = 64, 3, 160, 160
 N_HOLES, SIZE = 16, 0.1  # 16 holes of 16 px per 160 px image
@@ -99,24 +99,96 @@ def bench_device(dev, repeats):
           f"({'MET' if zero_ip <= 2*floor else 'MISSED'})")
     return times
 
+def bench_compiled(dev, repeats):
+    "Experiment, not part of the library: the zero fill and the random numbers as `torch.compile`d kernels"
+    from fastai_sprinkles.boxes import fill_values
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(B, C, H, W, device=dev, generator=g)
+    keep = 1 - box_mask_bmm(*sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev), H, W, torch.float32)
+    fill = fill_values('zero', C, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], dev)
+    def sets(boxes):  # the box sets of every row and column, as in `box_runs`
+        y0, x0, y1, x1 = boxes.unbind(-1)
+        bit = torch.tensor([1 << k for k in range(N_HOLES)], dtype=torch.int64, device=dev).expand(B, N_HOLES)
+        d = torch.zeros(B, H+W+2, dtype=torch.int64, device=dev)
+        d.scatter_add_(1, torch.cat([y0, y1, x0+H+1, x1+H+1], 1), torch.cat([bit, -bit, bit, -bit], 1))
+        s = d.cumsum(1)
+        return s[:, :H], s[:, H+1:-1]
+    @torch.compile(dynamic=False)
+    def fused(x, rows, cols, fill):  # mask, fill and coverage in one pass over the batch
+        m = (rows[:, None, :, None] & cols[:, None, None, :]) != 0
+        x.copy_(torch.where(m, fill, x))
+        return m.sum((1, 2, 3))
+    zero = lambda: fused(x, *sets(sample_boxes(B, H, W, N_HOLES, SIZE, device=dev).boxes), fill)
+    n = int(0.143*B*C*H*W)  # about as many numbers as the frosted holes need
+    randn_c = torch.compile(lambda: torch.randn(n, device=dev), dynamic=False)
+    t0 = time.time(); zero(); t1 = time.time(); randn_c(); t2 = time.time()
+    times = run_rounds({'zero': zero, 'zero eager': lambda: sprinkle(x, 1., N_HOLES, SIZE, inplace=True),
+                        'floor': lambda: x.mul_(keep), 'randn': lambda: torch.randn(n, device=dev), 'randn_c': randn_c},
+                       dev, repeats)
+    print(f"\n## {dev.type}: experiment, torch.compile (not in the library), median ms\n")
+    print(f"| what | median ms | min ms |\n|---|---:|---:|")
+    for k, name in (('zero', f'zero fill, in place, one compiled kernel (first call compiled in {t1-t0:.1f} s)'),
+                    ('zero eager', 'zero fill, in place, the library (eager)'), ('floor', 'floor: x.mul_(mask)'),
+                    ('randn', f'torch.randn({n:,}) eager'), ('randn_c', f'torch.randn({n:,}) compiled ({t2-t1:.1f} s)')):
+        print(f"| {name} | {times[k][0]:.2f} | {times[k][1]:.2f} |")
+
+def bench_pieces(dev, repeats):
+    "The steps of the in-place frosted and zero sprinkles, timed apart in the same rounds as timm and the floor"
+    from fastai_sprinkles.boxes import check_sprinkle_args, hole_offsets, box_mask, fill_values
+    from timm.data.random_erasing import RandomErasing as TimmRE
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(B, C, H, W, device=dev, generator=g)
+    bx = sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev)
+    keep = 1 - box_mask(*bx, H, W, torch.float32)
+    at, _ = hole_offsets(*bx, H, W, C)
+    idx = (at + H*W*torch.arange(C, device=dev)[:, None]).flatten()
+    z, w = torch.randn(len(idx), device=dev), box_mask(*bx, H, W, torch.float32)
+    fill = fill_values('zero', C, device=dev).expand_as(x)
+    timm_re = TimmRE(probability=1, mode='pixel', max_count=4, device=dev.type)
+    steps = {
+        'checks (check_sprinkle_args)': lambda: check_sprinkle_args(1., N_HOLES, SIZE, 'noise', 1., None, None, x),
+        'sample_boxes': lambda: sample_boxes(B, H, W, N_HOLES, SIZE, device=dev),
+        'frosted: hole_offsets (runs, strips, counts)': lambda: hole_offsets(*bx, H, W, C),
+        f'frosted: torch.randn for the holes ({len(idx):,} numbers)': lambda: torch.randn(len(idx), device=dev),
+        'frosted: write, index_copy_ per channel': lambda: [x.view(-1)[c*H*W:].index_copy_(0, at, zc) for c, zc in enumerate(z.view(C, -1))],
+        'zero: box_mask, float (runs + index_select)': lambda: box_mask(*bx, H, W, torch.float32),
+        'zero: coverage (sum of the mask)': lambda: w.view(B, -1).sum(1),
+        'zero: fill_values': lambda: fill_values('zero', C, device=dev),
+        'zero: blend, lerp_': lambda: x.lerp_(fill, w),
+        'whole frosted sprinkle, in place': lambda: sprinkle(x, 1., N_HOLES, SIZE, 'noise', inplace=True),
+        'whole zero sprinkle, in place': lambda: sprinkle(x, 1., N_HOLES, SIZE, 'zero', inplace=True),
+        'timm RandomErasing pixel, max_count=4': lambda: timm_re(x),
+        'floor: x.mul_(mask)': lambda: x.mul_(keep),
+    }
+    times = run_rounds(steps, dev, repeats)
+    print(f"\n## {dev.type}: the steps, timed apart (same rounds), median ms\n")
+    print("| step | median ms | min ms |\n|---|---:|---:|")
+    for k, (med, mn) in times.items(): print(f"| {k} | {med:.2f} | {mn:.2f} |")
+
 def bench_masks(dev, repeats):
-    "The two ways of building the hole mask, by boxes per image"
+    "The three ways of building the hole mask, by boxes per image"
     g = torch.Generator(device=dev).manual_seed(0)
     print(f"\n## {dev.type}: hole mask (B={B}, {H}x{W}), median ms\n")
-    print("| boxes/img | bmm (box_mask_bmm) | difference array (box_mask_cumsum) |")
-    print("|---:|---:|---:|")
+    print("| boxes/img | bmm (box_mask_bmm) | difference array (box_mask_cumsum) | runs (box_mask_runs) |")
+    print("|---:|---:|---:|---:|")
     for k in (1, 4, 16, 32, 48, 64, 128, 256):
         bx = sample_boxes(B, H, W, k, SIZE, generator=g, device=dev)
         assert torch.equal(box_mask_bmm(*bx, H, W), box_mask_cumsum(*bx, H, W))
-        t = run_rounds({'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32),
-                        'cumsum': lambda: box_mask_cumsum(*bx, H, W, torch.float32)}, dev, repeats)
-        print(f"| {k} | {t['bmm'][0]:.2f} | {t['cumsum'][0]:.2f} |")
+        fns = {'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32), 'cumsum': lambda: box_mask_cumsum(*bx, H, W, torch.float32)}
+        if k <= BOX_BITS:
+            assert torch.equal(box_mask_runs(*bx, H, W), box_mask_cumsum(*bx, H, W))
+            fns['runs'] = lambda: box_mask_runs(*bx, H, W, torch.float32)
+        t = run_rounds(fns, dev, repeats)
+        runs = f"{t['runs'][0]:.2f}" if 'runs' in t else '(over 62 boxes)'
+        print(f"| {k} | {t['bmm'][0]:.2f} | {t['cumsum'][0]:.2f} | {runs} |")
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeats', type=int, default=50)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--no-train', action='store_true')
+    ap.add_argument('--compiled', action='store_true', help='also time the torch.compile experiment (needs a C++ compiler)')
+    ap.add_argument('--pieces', action='store_true', help='also time the steps of the in-place sprinkles apart')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import timm, kornia, albumentations, torchvision, fastai
@@ -132,6 +204,8 @@ if __name__ == '__main__':
         if dev.type == 'cuda': print(f"\nGPU: {torch.cuda.get_device_name()}")
         bench_device(dev, args.repeats)
         bench_masks(dev, max(10, args.repeats//2))
+        if args.pieces: bench_pieces(dev, args.repeats)
+        if args.compiled: bench_compiled(dev, args.repeats)
         if not args.no_train: bench_train_step(dev, 3 if dev.type == 'cpu' else 20, B, C, H, W)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if (msg := other_load(c0, w0, time.time())): print(msg)

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['FILLS', 'as_range', 'check_x', 'check_flag', 'check_generator', 'check_where', 'check_paint_args',
+__all__ = ['FILLS', 'BOX_BITS', 'as_range', 'check_x', 'check_flag', 'check_generator', 'check_where', 'check_paint_args',
            'check_sprinkle_args', 'split_rng', 'Boxes', 'clip_boxes', 'sample_boxes', 'box_mask_bmm', 'box_mask_cumsum',
-           'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
+           'box_runs', 'box_mask_runs', 'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
 
 # %% ../nbs/01_boxes.ipynb #ba3fd741
 def _is_real(v) -> bool:
@@ -157,15 +157,16 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
     device = torch.device(device or 'cpu')
     kw = dict(generator=generator, device=device)
     lo, K = as_range(n, 'n', integer=True)
-    counts = torch.full((B,), K, device=device) if lo == K else _draw('int', lo, K+1, (B,), **kw)
-    valid = torch.arange(K, device=device) < counts[:, None]
+    if lo == K: valid = torch.ones(B, K, dtype=torch.bool, device=device)
+    else: valid = torch.arange(K, device=device) < _draw('int', lo, K+1, (B,), **kw)[:, None]
     if p < 1: valid &= (_draw('rand', (B,), **kw) < p)[:, None]
     if isinstance(size, Tensor): frac = (size[:, None] if size.ndim == 1 else size).to(device, torch.float32).expand(B, K)
     else:
         slo, shi = as_range(size, 'size')
-        frac = torch.full((B, K), float(slo), device=device) if slo == shi else slo + (shi-slo)*_draw('rand', (B, K), **kw)
+        frac = torch.tensor(float(slo)) if slo == shi else slo + (shi-slo)*_draw('rand', (B, K), **kw)
     # a side of 2*max(H, W) covers the image from any centre, so larger ones are clamped to it (same hole, no overflow)
     side = (frac*min(H, W)).round_().clamp_(1, 2*max(H, W)).long()
+    if side.ndim == 0: side = int(side)  # one side for all: plain arithmetic below
     if where is None: cy, cx = _draw('int', 0, H, (B, K), **kw), _draw('int', 0, W, (B, K), **kw)
     else:  # centres drawn from the allowed positions of each image
         wts = where.reshape(B, H*W).float()
@@ -195,13 +196,60 @@ def box_mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) 
     m = d.view(B, H+1, W1)[:, :H, :W].cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32).unsqueeze(1) > 0
     return m if dtype == torch.bool else m.to(dtype)
 
+BOX_BITS = 62  # boxes per image whose sets fit in one int64
+
+def box_runs(boxes:Tensor, # (B, K) boxes, as from `sample_boxes`; K <= `BOX_BITS`
+             valid:Tensor, # (B, K) bool: which boxes are real; None for all
+             H:int, W:int, # image height and width
+            ) -> tuple[Tensor, Tensor]:
+    "Rows grouped into runs that share their holes: the run of every row `(B, H)` and each run's hole columns `(B, R, W)`"
+    B, K = boxes.shape[:2]
+    if K > BOX_BITS: raise ValueError(f"box_runs takes at most {BOX_BITS} boxes per image, got {K}")
+    dev = boxes.device
+    y0, x0, y1, x1 = boxes.unbind(-1)
+    bit = torch.tensor([1 << k for k in range(K)], dtype=torch.int64, device=dev).expand(B, K)
+    if valid is not None: bit = bit*valid
+    # difference arrays of the row sets (first H+1 slots) and the column sets (last W+1): +bit where box k starts
+    d = torch.zeros(B, H+W+2, dtype=torch.int64, device=dev)
+    d.scatter_add_(1, torch.cat([y0, y1, x0+H+1, x1+H+1], 1), torch.cat([bit, -bit, bit, -bit], 1))
+    sets = d.cumsum(1)
+    rows, cols = sets[:, :H], sets[:, H+1:-1]
+    run = torch.nn.functional.pad((rows[:, 1:] != rows[:, :-1]).cumsum(1), (1, 0))  # a new run where the set changes
+    run_sets = torch.zeros(B, min(H, 2*K+1), dtype=torch.int64, device=dev).scatter_(1, run, rows)
+    return run, (run_sets[:, :, None] & cols[:, None, :]) != 0
+
+def box_mask_runs(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
+    "Union of `boxes` as a `(B, 1, H, W)` mask, each row copied from its run's hole columns (`box_runs`)"
+    run, cols = box_runs(boxes, valid, H, W)
+    B, R = cols.shape[:2]
+    rows = (run + R*torch.arange(B, device=run.device)[:, None]).flatten()
+    return cols.to(dtype).view(B*R, W).index_select(0, rows).view(B, 1, H, W)
+
+def hole_offsets(boxes:Tensor, # (B, K) boxes, as from `sample_boxes`; K <= `BOX_BITS`
+                 valid:Tensor, # (B, K) bool: which boxes are real; None for all
+                 H:int, W:int, # image height and width
+                 C:int=1, # channels of the batch the offsets index
+                ) -> tuple[Tensor, Tensor]:
+    "Offsets `b*C*H*W + y*W + x` of the hole pixels of a `(B, C, H, W)` batch's channel 0, and the holes per image"
+    run, cols = box_runs(boxes, valid, H, W)
+    B, R = cols.shape[:2]
+    rows = torch.zeros(B, R, dtype=torch.int64, device=run.device).scatter_add_(1, run, torch.ones_like(run))  # per run
+    top = (rows.cumsum(1) - rows)*W + C*H*W*torch.arange(B, device=run.device)[:, None]  # offset of each run's first row
+    br, x = cols.view(B*R, W).nonzero(as_tuple=True)  # every (run, hole column): a vertical strip of rows[run] pixels
+    n = rows.view(-1)[br]
+    end = n.cumsum(0)
+    P = int(end[-1]) if len(end) else 0
+    # one strip after another: its first pixel, then one image row further at each step
+    at = (top.view(-1)[br] + x - (end - n)*W).repeat_interleave(n, output_size=P).add_(torch.arange(0, P*W, W, device=n.device))
+    return at, torch.zeros(B, dtype=torch.int64, device=n.device).index_add_(0, br.div(R, rounding_mode='floor'), n)
+
 def box_mask(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes` or `clip_boxes`
              valid:Tensor, # (B, K) bool: which boxes are real; None for all
              H:int, W:int, # image height and width
              dtype=torch.bool, # bool, or a float type for a 0/1 mask ready to multiply
             ) -> Tensor:
     "Union of the valid `boxes` as a `(B, 1, H, W)` mask, True (1) inside the holes"
-    return (box_mask_bmm if boxes.shape[1] <= 40 else box_mask_cumsum)(boxes, valid, H, W, dtype)
+    return (box_mask_runs if boxes.shape[1] <= BOX_BITS else box_mask_cumsum)(boxes, valid, H, W, dtype)
 
 # %% ../nbs/01_boxes.ipynb #e577725e
 def fill_values(fill, # 'zero', 'mean', or a pixel colour (a number or one per channel)
@@ -226,15 +274,28 @@ def _noise_like(x:Tensor, generator) -> Tensor:
     if generator is None or generator.device == x.device: return torch.empty_like(x).normal_(generator=generator)
     return torch.empty_like(x).copy_(_noise(x.shape, generator, x))
 
+def _noise_at(x:Tensor, at:Tensor, weight=None, generator=None) -> Tensor:
+    "Blend fresh noise into `x` in place at the pixels with offsets `at` (`b*C*H*W + y*W + x`), in every channel"
+    t = x.as_subclass(Tensor)  # plain tensor ops: no subclass dispatch on the hot path
+    B, C, H, W = t.shape
+    z = _noise((C, len(at)), generator, t)  # one number per channel and hole pixel
+    if weight is None and t.device.type == 'cpu' and t.is_contiguous():  # the common case: one indexed copy per channel
+        flat = t.view(-1)
+        for c in range(C): flat[c*H*W:].index_copy_(0, at, z[c])
+        return x
+    idx = (at + H*W*torch.arange(C, device=at.device)[:, None]).flatten()  # logical offsets, channel by channel
+    z = z.flatten() if weight is None else torch.lerp(t.take(idx), z.flatten(), weight.repeat(C) if isinstance(weight, Tensor) else weight)
+    if t.device.type == 'cpu': t.put_(idx, z)  # any memory layout: `put_` takes logical offsets
+    else: t[idx // (C*H*W), idx // (H*W) % C, idx // W % H, idx % W] = z  # GPUs: `put_` has no deterministic version
+    return x
+
 def _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse) -> Tensor:
     "`paint` without the checks"
     if fill == 'noise' and (x.device.type == 'cpu' if sparse is None else sparse):
-        b, i, j = (mask if mask.dtype == torch.bool else mask > 0)[:, 0].nonzero(as_tuple=True)  # hole pixels, in order
-        z = _noise((len(b), x.shape[1]), generator, x)  # one number per hole pixel and channel
-        if opacity != 1 or mask.dtype != torch.bool: z = torch.lerp(x[b, :, i, j], z, mask[b, 0, i, j, None].to(x.dtype)*opacity)
-        out = x if inplace else x.clone()
-        out[b, :, i, j] = z
-        return out
+        B, C, H, W = x.shape
+        b, i, j = (mask if mask.dtype == torch.bool else mask > 0)[:, 0].nonzero(as_tuple=True)  # hole pixels
+        w = None if mask.dtype == torch.bool and opacity == 1 else opacity if mask.dtype == torch.bool else mask[b, 0, i, j].to(x.dtype)*opacity
+        return _noise_at(x if inplace else x.clone(), b*(C*H*W) + i*W + j, w, generator)
     w = mask if mask.dtype == x.dtype else mask.to(x.dtype)
     if opacity != 1: w = w*opacity
     end = _noise_like(x, generator) if fill == 'noise' else fill_values(fill, x.shape[1], mean, std, x.device, x.dtype).expand_as(x)
@@ -283,9 +344,12 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
         return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))
-    w = box_mask(*sample_boxes(B, H, W, n, size, p, generator, x.device, where), H, W, dtype=torch.float32)  # 0/1
-    area = w.reshape(B, -1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
-    sparse = fill == 'noise' and x.device.type == 'cpu'  # sparse noise wants a bool mask
-    m = w > 0 if sparse or return_mask else None
-    out = _paint(x, m if sparse else w.to(x.dtype), fill, opacity, mean, std, generator, inplace, sparse)
-    return Sprinkled(out, m, area/(H*W))
+    bx = sample_boxes(B, H, W, n, size, p, generator, x.device, where)
+    if fill == 'noise' and x.device.type == 'cpu' and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
+        at, area = hole_offsets(*bx, H, W, C)  # hole pixels listed straight from the boxes, and counted
+        out = _noise_at(x if inplace else x.clone(), at, None if opacity == 1 else opacity, generator)
+        return Sprinkled(out, box_mask(*bx, H, W) if return_mask else None, area/(H*W))
+    w = box_mask(*bx, H, W, dtype=torch.float32)  # 0/1
+    area = w.view(B, -1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
+    out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, False)
+    return Sprinkled(out, w > 0 if return_mask else None, area/(H*W))

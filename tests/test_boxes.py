@@ -1,8 +1,9 @@
 "Property and fault tests of `fastai_sprinkles.boxes`: sampling boxes, hole masks, fills and `sprinkle`"
 import pytest, torch
 from hypothesis import given, settings, strategies as st
-from fastai_sprinkles.boxes import (FILLS, as_range, check_sprinkle_args, clip_boxes, sample_boxes, box_mask,
-                                    box_mask_bmm, box_mask_cumsum, fill_values, paint, sprinkle, Sprinkled)
+from fastai_sprinkles.boxes import (FILLS, BOX_BITS, as_range, check_sprinkle_args, clip_boxes, sample_boxes, box_mask,
+                                    box_mask_bmm, box_mask_cumsum, box_mask_runs, box_runs, hole_offsets, fill_values,
+                                    paint, sprinkle, Sprinkled)
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 prop = settings(max_examples=25, deadline=None)
@@ -70,11 +71,37 @@ def test_mask_methods_agree_with_a_loop(B, H, W, n, size, p, seed):
             if v: ref[b, 0, y0:y1, x0:x1] = True
     assert torch.equal(box_mask_bmm(boxes, valid, H, W), ref)
     assert torch.equal(box_mask_cumsum(boxes, valid, H, W), ref)
+    assert torch.equal(box_mask_runs(boxes, valid, H, W), ref)
     assert torch.equal(box_mask(boxes, valid, H, W, torch.float16), ref.half())
 
-def test_box_mask_with_many_boxes_per_image():
-    bx = sample_boxes(3, 30, 50, n=(41, 100), size=(0.05, 0.3), generator=gen())
+@pytest.mark.parametrize('n', [(40, BOX_BITS), BOX_BITS, (BOX_BITS+1, 100)])
+def test_box_mask_with_many_boxes_per_image(n):
+    bx = sample_boxes(3, 30, 50, n=n, size=(0.05, 0.3), p=0.9, generator=gen())
     assert torch.equal(box_mask(*bx, 30, 50), box_mask_bmm(*bx, 30, 50))
+    if bx.boxes.shape[1] <= BOX_BITS: assert torch.equal(box_mask_runs(*bx, 30, 50), box_mask_cumsum(*bx, 30, 50))
+
+def test_runs_refuse_more_boxes_than_bits():
+    bx = sample_boxes(2, 30, 50, n=BOX_BITS+1, size=0.1, generator=gen())
+    with pytest.raises(ValueError, match=f'at most {BOX_BITS} boxes'): box_runs(*bx, 30, 50)
+
+def test_rows_between_the_same_edges_share_a_run():
+    # one 3x4 box at rows 2..4, columns 1..4 of a 7x6 image: rows 0-1, 2-4 and 5-6 are three runs
+    run, cols = box_runs(torch.tensor([[[2, 1, 5, 5]]]), None, 7, 6)
+    assert run.tolist() == [[0, 0, 1, 1, 1, 2, 2]]
+    assert cols[0, :3].int().tolist() == [[0]*6, [0, 1, 1, 1, 1, 0], [0]*6]
+
+@prop
+@given(B=st.integers(1, 4), C=st.integers(1, 4), H=sides, W=sides, n=counts, size=sizes, p=st.floats(0, 1),
+       seed=st.integers(0, 2**16))
+def test_hole_offsets_list_each_hole_pixel_once(B, C, H, W, n, size, p, seed):
+    bx = sample_boxes(B, H, W, n, size, p, generator=gen(seed))
+    at, count = hole_offsets(*bx, H, W, C)
+    assert at.unique().numel() == at.numel()  # no pixel twice
+    hit = torch.zeros(B*C*H*W, dtype=torch.bool)
+    hit[at] = True
+    hit = hit.view(B, C, H, W)
+    assert torch.equal(hit[:, :1], box_mask(*bx, H, W)) and not hit[:, 1:].any()  # channel 0, exactly the holes
+    assert torch.equal(count, hit.view(B, -1).sum(1))
 
 # --- sprinkle: coverage, p, exact fills ------------------------------------------------------------------------
 
@@ -181,6 +208,29 @@ def test_memory_format_does_not_change_the_values(fill, opacity):
     b = sprinkle(x.contiguous(memory_format=torch.channels_last), generator=gen(3), **kw).x
     assert torch.equal(a, b)
 
+@pytest.mark.parametrize('opacity', [1., 0.4])
+def test_noise_on_a_strided_view_paints_the_view(opacity):
+    base = torch.randn(4, 3, 40, 60)
+    view = base[:, :, 5:35, ::2]  # not one dense block of memory
+    kw = dict(p=1., n=(1, 6), size=(0.1, 0.5), fill='noise', opacity=opacity)
+    a = sprinkle(view.contiguous(), generator=gen(4), **kw).x
+    keep = base.clone()
+    b = sprinkle(view, generator=gen(4), inplace=True, **kw).x
+    assert b is view and torch.equal(view, a)  # the same values as on a contiguous copy
+    outside = torch.ones_like(base, dtype=torch.bool)
+    outside[:, :, 5:35, ::2] = False
+    assert torch.equal(base[outside], keep[outside])  # nothing written outside the view
+
+def test_sparse_paint_with_a_float_mask_on_channels_last():
+    x = torch.full((2, 3, 20, 30), 10.).contiguous(memory_format=torch.channels_last)
+    w = torch.zeros(2, 1, 20, 30)
+    w[:, :, 5:10, 5:20] = 0.5
+    out = paint(x, w, 'noise', sparse=True, generator=gen())
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out[(w == 0).expand_as(x)], x[(w == 0).expand_as(x)])
+    inside = out[(w > 0).expand_as(x)]
+    assert abs(inside.mean() - 5) < 0.1 and abs(inside.std() - 0.5) < 0.1  # half the image, half the noise
+
 @prop
 @given(B=st.integers(1, 3), C=st.sampled_from([1, 3, 4]), H=st.integers(1, 70), W=st.integers(1, 70),
        fill=st.sampled_from(FILLS))
@@ -197,6 +247,10 @@ def test_cuda_if_available():
         s = sprinkle(x, 1., 4, 0.2, fill, mean=IMAGENET[0], std=IMAGENET[1], return_mask=True,
                      generator=torch.Generator('cuda').manual_seed(0))
         assert s.x.device == x.device and s.mask.device == x.device and (s.coverage > 0).all()
+    m = s.mask
+    for sparse in (True, False):  # the sparse path writes by indexed assignment on GPUs
+        out = paint(x, m, 'noise', sparse=sparse, generator=torch.Generator('cuda').manual_seed(0))
+        assert torch.equal((out != x).any(1, keepdim=True), m)
 
 def test_inplace_paints_the_input():
     x = torch.randn(4, 3, 16, 16)
