@@ -198,7 +198,7 @@ def box_mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) 
 
 BOX_BITS = 62  # boxes per image whose sets fit in one int64
 
-def box_runs(boxes:Tensor, # (B, K) boxes, as from `sample_boxes`; K <= `BOX_BITS`
+def box_runs(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
              valid:Tensor, # (B, K) bool: which boxes are real; None for all
              H:int, W:int, # image height and width
             ) -> tuple[Tensor, Tensor]:
@@ -225,7 +225,7 @@ def box_mask_runs(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) ->
     rows = (run + R*torch.arange(B, device=run.device)[:, None]).flatten()
     return cols.to(dtype).view(B*R, W).index_select(0, rows).view(B, 1, H, W)
 
-def hole_offsets(boxes:Tensor, # (B, K) boxes, as from `sample_boxes`; K <= `BOX_BITS`
+def hole_offsets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
                  valid:Tensor, # (B, K) bool: which boxes are real; None for all
                  H:int, W:int, # image height and width
                  C:int=1, # channels of the batch the offsets index
@@ -240,7 +240,8 @@ def hole_offsets(boxes:Tensor, # (B, K) boxes, as from `sample_boxes`; K <= `BOX
     end = n.cumsum(0)
     P = int(end[-1]) if len(end) else 0
     # one strip after another: its first pixel, then one image row further at each step
-    at = (top.view(-1)[br] + x - (end - n)*W).repeat_interleave(n, output_size=P).add_(torch.arange(0, P*W, W, device=n.device))
+    at = (top.view(-1)[br] + x - (end - n)*W).repeat_interleave(n, output_size=P)
+    at.add_(torch.arange(0, P*W, W, device=n.device))
     return at, torch.zeros(B, dtype=torch.int64, device=n.device).index_add_(0, br.div(R, rounding_mode='floor'), n)
 
 def box_mask(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes` or `clip_boxes`
@@ -351,5 +352,5 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
         return Sprinkled(out, box_mask(*bx, H, W) if return_mask else None, area/(H*W))
     w = box_mask(*bx, H, W, dtype=torch.float32)  # 0/1
     area = w.view(B, -1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
-    out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, False)
+    out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, None)  # noise: sparse on the CPU
     return Sprinkled(out, w > 0 if return_mask else None, area/(H*W))
