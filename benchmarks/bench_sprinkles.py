@@ -101,24 +101,17 @@ def bench_device(dev, repeats):
 
 def bench_compiled(dev, repeats):
     "Experiment, not part of the library: the zero fill and the random numbers as `torch.compile`d kernels"
-    from fastai_sprinkles.boxes import fill_values
+    from fastai_sprinkles.boxes import fill_values, box_sets
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(B, C, H, W, device=dev, generator=g)
     keep = 1 - box_mask_bmm(*sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev), H, W, torch.float32)
     fill = fill_values('zero', C, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], dev)
-    def sets(boxes):  # the box sets of every row and column, as in `box_runs`
-        y0, x0, y1, x1 = boxes.unbind(-1)
-        bit = torch.tensor([1 << k for k in range(N_HOLES)], dtype=torch.int64, device=dev).expand(B, N_HOLES)
-        d = torch.zeros(B, H+W+2, dtype=torch.int64, device=dev)
-        d.scatter_add_(1, torch.cat([y0, y1, x0+H+1, x1+H+1], 1), torch.cat([bit, -bit, bit, -bit], 1))
-        s = d.cumsum(1)
-        return s[:, :H], s[:, H+1:-1]
     @torch.compile(dynamic=False)
     def fused(x, rows, cols, fill):  # mask, fill and coverage in one pass over the batch
         m = (rows[:, None, :, None] & cols[:, None, None, :]) != 0
         x.copy_(torch.where(m, fill, x))
         return m.sum((1, 2, 3))
-    zero = lambda: fused(x, *sets(sample_boxes(B, H, W, N_HOLES, SIZE, device=dev).boxes), fill)
+    zero = lambda: fused(x, *box_sets(sample_boxes(B, H, W, N_HOLES, SIZE, device=dev).boxes, None, H, W), fill)
     n = int(0.143*B*C*H*W)  # about as many numbers as the frosted holes need
     randn_c = torch.compile(lambda: torch.randn(n, device=dev), dynamic=False)
     t0 = time.time(); zero(); t1 = time.time(); randn_c(); t2 = time.time()

@@ -14,7 +14,8 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['FILLS', 'BOX_BITS', 'as_range', 'check_x', 'check_flag', 'check_generator', 'check_where', 'check_paint_args',
            'check_sprinkle_args', 'split_rng', 'Boxes', 'clip_boxes', 'sample_boxes', 'box_mask_bmm', 'box_mask_cumsum',
-           'box_runs', 'box_mask_runs', 'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
+           'box_sets', 'box_runs', 'box_mask_runs', 'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled',
+           'sprinkle']
 
 # %% ../nbs/01_boxes.ipynb #ba3fd741
 def _is_real(v) -> bool:
@@ -198,24 +199,30 @@ def box_mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) 
 
 BOX_BITS = 62  # boxes per image whose sets fit in one int64
 
+def box_sets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
+             valid:Tensor, # (B, K) bool: which boxes are real; None for all
+             H:int, W:int, # image height and width
+            ) -> tuple[Tensor, Tensor]:
+    "The boxes covering every row `(B, H)` and every column `(B, W)`, as int64 sets: bit `k` for box `k`"
+    B, K = boxes.shape[:2]
+    if K > BOX_BITS: raise ValueError(f"box sets hold at most {BOX_BITS} boxes per image, got {K}")
+    y0, x0, y1, x1 = boxes.unbind(-1)
+    bit = torch.tensor([1 << k for k in range(K)], dtype=torch.int64, device=boxes.device).expand(B, K)
+    if valid is not None: bit = bit*valid
+    # difference arrays of the row sets (first H+1 slots) and the column sets (last W+1): +bit where box k starts
+    d = torch.zeros(B, H+W+2, dtype=torch.int64, device=boxes.device)
+    d.scatter_add_(1, torch.cat([y0, y1, x0+H+1, x1+H+1], 1), torch.cat([bit, -bit, bit, -bit], 1))
+    sets = d.cumsum(1)
+    return sets[:, :H], sets[:, H+1:-1]
+
 def box_runs(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
              valid:Tensor, # (B, K) bool: which boxes are real; None for all
              H:int, W:int, # image height and width
             ) -> tuple[Tensor, Tensor]:
     "Rows grouped into runs that share their holes: the run of every row `(B, H)` and each run's hole columns `(B, R, W)`"
-    B, K = boxes.shape[:2]
-    if K > BOX_BITS: raise ValueError(f"box_runs takes at most {BOX_BITS} boxes per image, got {K}")
-    dev = boxes.device
-    y0, x0, y1, x1 = boxes.unbind(-1)
-    bit = torch.tensor([1 << k for k in range(K)], dtype=torch.int64, device=dev).expand(B, K)
-    if valid is not None: bit = bit*valid
-    # difference arrays of the row sets (first H+1 slots) and the column sets (last W+1): +bit where box k starts
-    d = torch.zeros(B, H+W+2, dtype=torch.int64, device=dev)
-    d.scatter_add_(1, torch.cat([y0, y1, x0+H+1, x1+H+1], 1), torch.cat([bit, -bit, bit, -bit], 1))
-    sets = d.cumsum(1)
-    rows, cols = sets[:, :H], sets[:, H+1:-1]
+    rows, cols = box_sets(boxes, valid, H, W)
     run = torch.nn.functional.pad((rows[:, 1:] != rows[:, :-1]).cumsum(1), (1, 0))  # a new run where the set changes
-    run_sets = torch.zeros(B, min(H, 2*K+1), dtype=torch.int64, device=dev).scatter_(1, run, rows)
+    run_sets = torch.zeros(len(rows), min(H, 2*boxes.shape[1]+1), dtype=torch.int64, device=rows.device).scatter_(1, run, rows)
     return run, (run_sets[:, :, None] & cols[:, None, :]) != 0
 
 def box_mask_runs(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
