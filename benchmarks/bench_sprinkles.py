@@ -132,17 +132,17 @@ def bench_pieces(dev, repeats):
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(B, C, H, W, device=dev, generator=g)
     bx = sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev)
-    keep = 1 - box_mask(*bx, H, W, torch.float32)
+    w = box_mask(*bx, H, W, torch.float32)
+    keep = 1 - w
     at, _ = hole_offsets(*bx, H, W, C)
-    idx = (at + H*W*torch.arange(C, device=dev)[:, None]).flatten()
-    z, w = torch.randn(len(idx), device=dev), box_mask(*bx, H, W, torch.float32)
+    z = torch.randn(C*len(at), device=dev)
     fill = fill_values('zero', C, device=dev).expand_as(x)
     timm_re = TimmRE(probability=1, mode='pixel', max_count=4, device=dev.type)
     steps = {
         'checks (check_sprinkle_args)': lambda: check_sprinkle_args(1., N_HOLES, SIZE, 'noise', 1., None, None, x),
         'sample_boxes': lambda: sample_boxes(B, H, W, N_HOLES, SIZE, device=dev),
         'frosted: hole_offsets (runs, strips, counts)': lambda: hole_offsets(*bx, H, W, C),
-        f'frosted: torch.randn for the holes ({len(idx):,} numbers)': lambda: torch.randn(len(idx), device=dev),
+        f'frosted: torch.randn for the holes ({len(z):,} numbers)': lambda: torch.randn(len(z), device=dev),
         'frosted: write, index_copy_ per channel': lambda: [x.view(-1)[c*H*W:].index_copy_(0, at, zc) for c, zc in enumerate(z.view(C, -1))],
         'zero: box_mask, float (runs + index_select)': lambda: box_mask(*bx, H, W, torch.float32),
         'zero: coverage (sum of the mask)': lambda: w.view(B, -1).sum(1),
