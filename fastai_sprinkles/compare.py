@@ -6,7 +6,7 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/compare.html.md"""
 
 # %% ../nbs/07_compare.ipynb #d396a7f2
 from __future__ import annotations
-import contextlib, dataclasses, datetime, json, math, os, platform, tempfile, time, warnings
+import contextlib, dataclasses, datetime, inspect, json, math, os, platform, tempfile, time, warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,29 +16,36 @@ import matplotlib.pyplot as plt
 from scipy import stats
 from fastcore.script import call_parse
 from fastai.vision.all import (Learner, xresnet18, xresnet34, xresnet50, CrossEntropyLossFlat, accuracy,
-                               set_seed, Callback, Recorder, SchedLin, torch)
+                               set_seed, Callback, Recorder, SchedLin, torch, Transform, RandomErasing)
+from fastai.vision.models.xresnet import XResNet, ResBlock
+from fastai.callback.mixup import MixUp, CutMix as FastaiCutMix
 from fastai.callback.core import _inner_loop
 from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
-from .data import imagenette_dls, cifar10_dls
+from .data import imagenette_dls, cifar10_dls, folder_dls
 from .anneal import Annealer, Restoring
-from .sprinkles import ProgressiveSprinkles
+from .sprinkles import ProgressiveSprinkles, fixed_sprinkles
 from .cutmix import CutMixer, OneOf
 from .saliency import SaliencyHook
 from .keep import KeepCutout
 
 # %% auto #0
-__all__ = ['ARCHS', 'CONFIGS', 'DLS', 'PROFILES', 'RunStats', 'train_run', 'bs_ramp', 'run_key', 'write_atomic', 'save_runs',
-           'load_runs', 'environment', 'run_sweep', 'mean_ci', 'welch_p', 'summarize', 'format_table', 'conclusions',
+__all__ = ['ARCHS', 'CONFIGS', 'DLS', 'PROFILES', 'sprinkles_imagenette', 'xresnet18_half', 'RunStats', 'train_run', 'bs_ramp',
+           'split_config', 'run_key', 'write_atomic', 'save_runs', 'load_runs', 'merge_runs', 'environment',
+           'parse_shard', 'shard_grid', 'run_sweep', 'mean_ci', 'welch_p', 'summarize', 'format_table', 'conclusions',
            'acc_at_time', 'equal_time', 'plot_accuracy', 'plot_curves', 'Profile', 'run_profile', 'train_imagenette',
-           'report', 'save_report', 'sprinkles_imagenette']
+           'report', 'save_report', 'sprinkles_compare']
 
 # %% ../nbs/07_compare.ipynb #440e596d
-ARCHS = dict(xresnet18=xresnet18, xresnet34=xresnet34, xresnet50=xresnet50)
+def xresnet18_half(n_out:int=1000, **kwargs):
+    "xresnet18 with half the channels in its residual blocks: about a third of the compute, for CPU sweeps"
+    return XResNet(ResBlock, 1, [2, 2, 2, 2], n_out=n_out, widen=.5, **kwargs)
+
+ARCHS = {'xresnet18': xresnet18, 'xresnet34': xresnet34, 'xresnet50': xresnet50, 'xresnet18-half': xresnet18_half}
 
 # %% ../nbs/07_compare.ipynb #8c756be4
 class RunStats(Restoring):
-    "Record accuracy, loss and timings at each epoch, and the time spent in the batch events of `timed`"
+    "Record accuracy, losses, wall and process CPU times at each epoch, and the time spent in the batch events of `timed`"
     order = Recorder.order + 1  # after the Recorder has the epoch's metrics
     def __init__(self,
                  timed:list=(), # callbacks whose batch events are timed: the configuration's
@@ -76,28 +83,32 @@ class RunStats(Restoring):
         self.restore()
         p = next(self.learn.model.parameters(), None)
         self._sync = (p is not None and p.is_cuda) if self.sync is None else self.sync
-        self.accs, self.losses, self.times, self.train_s, self.aug_s, self.n_imgs = [], [], [], [], [], []
+        self.accs, self.losses, self.train_losses, self.times, self.cpu_times = [], [], [], [], []
+        self.train_s, self.train_cpu_s, self.aug_s, self.n_imgs = [], [], [], []
         self._aug, self._n = 0., 0
         for cb in self.timed: self._wrap(cb)
-        self._t0 = self._now()
+        self._t0, self._c0 = self._now(), time.process_time()
 
-    def before_train(self): self._aug, self._n, self._tt = 0., 0, self._now()
+    def before_train(self): self._aug, self._n, self._tt, self._ct = 0., 0, self._now(), time.process_time()
     def after_batch(self):
         if self.learn.training: self._n += find_bs(self.learn.yb)
     def after_train(self):
         self.train_s.append(self._now() - self._tt); self.aug_s.append(self._aug); self.n_imgs.append(self._n)
+        self.train_cpu_s.append(time.process_time() - self._ct)
 
     def after_epoch(self):
         rec = self.learn.recorder
         vals = dict(zip(rec.metric_names[1:], rec.values[-1]))
         self.accs.append(float(vals.get('accuracy', math.nan))); self.losses.append(float(vals.get('valid_loss', math.nan)))
-        self.times.append(self._now() - self._t0)
+        self.train_losses.append(float(vals.get('train_loss', math.nan)))
+        self.times.append(self._now() - self._t0); self.cpu_times.append(time.process_time() - self._c0)
 
     def after_fit(self): self.restore()
 
 # %% ../nbs/07_compare.ipynb #82d4fe22
 def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
               cbs:list=None, # callbacks for `fit_one_cycle`: the configuration's, timed by `RunStats`
+              batch_tfms:list=None, # transforms added to the training DataLoader's batch transforms (e.g. `RandomErasing`)
               epochs:int=5, # number of epochs
               bs:int=64, # batch size
               lr:float=8e-3, # peak learning rate of the one-cycle schedule
@@ -109,6 +120,7 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
     if isinstance(arch, str) and arch not in ARCHS: raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
     set_seed(seed, reproducible=True)
     dls = make_dls(bs=bs)
+    for t in batch_tfms or []: dls.train.after_batch.add(t)  # sorted by `order`: RandomErasing after Normalize
     model = (ARCHS[arch] if isinstance(arch, str) else arch)(n_out=dls.c)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
     cbs = list(cbs or [])
@@ -117,10 +129,11 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
     with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
         learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
     wall, train_s = time.perf_counter() - start, sum(st.train_s)
-    return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1], wall_s=wall,
-                epoch_s=st.times[-1]/epochs, imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
-                aug_frac=sum(st.aug_s)/train_s, accs=st.accs, losses=st.losses, times=st.times,
-                n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
+    return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1], train_loss=st.train_losses[-1],
+                wall_s=wall, epoch_s=st.times[-1]/epochs, cpu_s=st.cpu_times[-1], train_cpu_s=sum(st.train_cpu_s),
+                imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
+                aug_frac=sum(st.aug_s)/train_s, accs=st.accs, losses=st.losses, train_losses=st.train_losses, times=st.times,
+                cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
 
 # %% ../nbs/07_compare.ipynb #af1a443a
 def bs_ramp(r) -> Annealer:
@@ -131,7 +144,7 @@ def bs_ramp(r) -> Annealer:
 CONFIGS = {
     'none':                lambda r: [],
     'cutout':              lambda r: [ProgressiveSprinkles(p=1., n=1, size=.5)],
-    'sprinkles-fixed':     lambda r: [ProgressiveSprinkles(p=.5, n=(1, 14), size=(.03, .105))],
+    'sprinkles-fixed':     lambda r: [fixed_sprinkles(ProgressiveSprinkles(), r.size)],
     'progressive':         lambda r: [ProgressiveSprinkles()],
     'progressive-frosted': lambda r: [ProgressiveSprinkles(fill='noise')],
     'bs-ramp':             lambda r: [bs_ramp(r)],
@@ -139,7 +152,16 @@ CONFIGS = {
     'cutmix':              lambda r: [CutMixer()],
     'sprinkles+cutmix':    lambda r: [OneOf([CutMixer(), ProgressiveSprinkles()], ps=[.5, .5])],
     'keep-cutout':         lambda r: [SaliencyHook('lowres'), KeepCutout(size=.5)],
+    'fastai-erasing':      lambda r: [RandomErasing()],
+    'fastai-mixup':        lambda r: [MixUp()],
+    'fastai-cutmix':       lambda r: [FastaiCutMix()],
 }
+
+def split_config(items:list) -> tuple:
+    "A configuration's list as `(callbacks, batch transforms)`"
+    if bad := [o for o in items if not isinstance(o, (Callback, Transform))]:
+        raise TypeError(f"a configuration returns callbacks and batch transforms, got {bad!r}")
+    return [o for o in items if isinstance(o, Callback)], [o for o in items if not isinstance(o, Callback)]
 
 # %% ../nbs/07_compare.ipynb #0b824aee
 def run_key(r:dict) -> tuple:
@@ -167,6 +189,17 @@ def load_runs(path:Path) -> list:
     if not path.exists(): return []
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
+def merge_runs(*paths) -> list:
+    "The runs of several results files (e.g. the shards of one sweep), refusing other setups and repeated runs"
+    runs, seen = [], {}
+    for p in paths:
+        for r in load_runs(p):
+            if runs and r['setup'] != runs[0]['setup']:
+                raise ValueError(f"{p} holds runs of another setup: {r['setup']}, not {runs[0]['setup']}")
+            if (k := run_key(r)) in seen: raise ValueError(f"run {k} is in both {seen[k]} and {p}")
+            seen[k] = p; runs.append(r)
+    return runs
+
 # %% ../nbs/07_compare.ipynb #0528840b
 def _cpu_name() -> str:
     try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
@@ -184,6 +217,22 @@ def environment() -> dict:
 # %% ../nbs/07_compare.ipynb #ca11f08f
 def _jsonable(o): return json.loads(json.dumps(o))
 
+def parse_shard(s:str) -> tuple:
+    "`'K/N'` as `(K, N)`, checked"
+    try: k, n = (int(o) for o in str(s).split('/'))
+    except ValueError: raise ValueError(f"shard must be 'K/N' with whole numbers, e.g. '2/4', got {s!r}") from None
+    if not 1 <= k <= n: raise ValueError(f"shard K/N needs 1 <= K <= N, got {s!r}")
+    return k, n
+
+def shard_grid(grid:list, # `(config, seed, epochs)` keys in sweep order
+               k:int, n:int, # this part, from 1, of n
+              ) -> list:
+    "The k-th of n disjoint parts of `grid`: whole blocks of one seed and budget, so that paired runs share a machine"
+    blocks = list(dict.fromkeys((s, e) for _, s, e in grid))
+    if n > len(blocks): raise ValueError(f"{n} shards for {len(blocks)} seed × budget block(s): use at most {len(blocks)}")
+    mine = set(blocks[k-1::n])
+    return [g for g in grid if (g[1], g[2]) in mine]
+
 def run_sweep(path, # results file (JSON lines): created, or resumed
               configs:dict, # {name: function of the run's settings `r` returning the list of callbacks}
               make_dls, # called as `make_dls(bs=bs)`: the DataLoaders, the same for every run
@@ -195,6 +244,7 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
               arch='xresnet18', # a key of `ARCHS`, or a function of `n_out` that returns a model
               train=train_run, # the training function, called as `train(make_dls, cbs=..., epochs=..., seed=..., bs=..., lr=..., arch=..., **kwargs)`
               log=print, # called with a line for each run; None for silence
+              shard:tuple=None, # `(k, n)`: run only the k-th (from 1) of n disjoint parts of the grid, see `shard_grid`
               **kwargs, # passed to `train`, e.g. `quiet`
              ) -> list:
     "Train each configuration × seed × budget not yet in `path`, saving after every run; return all runs of the file"
@@ -207,11 +257,13 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
         if r['setup'] != setup: raise ValueError(
             f"results file {path} holds runs of another setup: {r['setup']}, not {setup}; use another file")
     done = {run_key(r) for r in runs}
-    todo = [(name, s, e) for e in epochs for s in seeds for name in configs if (name, s, e) not in done]
+    grid = [(name, s, e) for e in epochs for s in seeds for name in configs]
+    if shard is not None: grid = shard_grid(grid, *shard)
+    todo = [k for k in grid if k not in done]
     if log and done: log(f"{path}: {len(done)} runs done, {len(todo)} to go")
     for i, (name, s, e) in enumerate(todo):
-        cbs = configs[name](SimpleNamespace(config=name, seed=s, epochs=e, **setup))
-        res = train(make_dls, cbs=cbs, epochs=e, seed=s, bs=bs, lr=lr, arch=arch, **kwargs)
+        cbs, tfms = split_config(configs[name](SimpleNamespace(config=name, seed=s, epochs=e, **setup)))
+        res = train(make_dls, cbs=cbs, batch_tfms=tfms, epochs=e, seed=s, bs=bs, lr=lr, arch=arch, **kwargs)
         rec = _jsonable(dict(config=name, seed=s, epochs=e, setup=setup, **res, env=environment()))
         runs.append(rec)
         save_runs(path, runs)
@@ -373,7 +425,7 @@ DLS = dict(imagenette=imagenette_dls, cifar10=cifar10_dls)
 class Profile:
     "The settings of a sweep"
     name:str # what it is called
-    data:str='imagenette' # a key of `DLS`: 'imagenette' or 'cifar10'
+    data:str='imagenette' # 'imagenette', 'cifar10' (keys of `DLS`), or a folder of images (see `folder_dls`)
     size:int=128 # side of the training crops, px (CIFAR-10: 32)
     sample:float=1. # fraction of each split, drawn with seed 0
     epochs:tuple=(5,) # budgets, in epochs
@@ -383,19 +435,29 @@ class Profile:
     bs:int=64 # batch size
     lr:float=8e-3 # peak learning rate
     workers:int=None # DataLoader workers; fastai's default when None
+    per_class:int=None # training images per class, drawn with seed 0; None: all
+    valid_n:int=None # validation images, drawn with seed 0; None: all
+    valid_pct:float=None # for a folder without a validation folder: the fraction held out (default 0.2)
+    stats:str='imagenet' # normalisation of a folder: 'imagenet' or 'measure' (from its training images)
+    threads:int=None # torch threads for the sweep; None: torch's default
 
     def dls_factory(self):
         "A function of `bs` that returns this profile's DataLoaders"
-        if self.data not in DLS: raise ValueError(f"data must be one of {list(DLS)}, got {self.data!r}")
-        kw = dict(sample=self.sample, seed=0, **({} if self.workers is None else dict(num_workers=self.workers)))
+        kw = dict(sample=self.sample, seed=0, per_class=self.per_class, valid_n=self.valid_n,
+                  **({} if self.workers is None else dict(num_workers=self.workers)))
         if self.data == 'cifar10':
             if self.size != 32: raise ValueError(f"CIFAR-10 images are 32 px; size must be 32, got {self.size}")
             return partial(cifar10_dls, **kw)
-        return partial(imagenette_dls, size=self.size, **kw)
+        if self.data == 'imagenette': return partial(imagenette_dls, size=self.size, **kw)
+        if not Path(self.data).is_dir():
+            raise ValueError(f"data must be one of {list(DLS)} or a folder of images, got {self.data!r} (no such folder)")
+        return partial(folder_dls, Path(self.data), size=self.size, valid_pct=self.valid_pct, stats=self.stats, **kw)
 
     def setup(self) -> dict:
         "What identifies this profile's runs in a results file"
-        return dict(data=self.data, size=self.size, sample=self.sample)
+        extra = {k: getattr(self, k) for k in ('per_class', 'valid_n', 'valid_pct') if getattr(self, k) is not None}
+        if self.stats != 'imagenet': extra['stats'] = self.stats
+        return dict(data=self.data, size=self.size, sample=self.sample, **extra)
 
 PROFILES = {p.name: p for p in (
     Profile('quick', size=32, sample=.02, epochs=(1,), runs=2, configs=('none', 'cutout', 'progressive'), bs=32, workers=0),
@@ -403,7 +465,10 @@ PROFILES = {p.name: p for p in (
                                                                         'keep-cutout'), bs=64),
     Profile('full', size=128, epochs=(5, 20), runs=5, arch='xresnet50', bs=64,
             configs=('none', 'cutout', 'sprinkles-fixed', 'progressive', 'progressive-frosted', 'progressive+bs',
-                     'cutmix', 'sprinkles+cutmix', 'keep-cutout')),
+                     'cutmix', 'sprinkles+cutmix', 'keep-cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix')),
+    Profile('evidence', size=64, per_class=50, valid_n=500, epochs=(25,), runs=5, arch='xresnet18-half', bs=32, workers=0,
+            threads=1, configs=('none', 'cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix', 'cutmix',
+                                'sprinkles-fixed', 'progressive')),
 )}
 
 # %% ../nbs/07_compare.ipynb #39122ec1
@@ -413,14 +478,16 @@ def run_profile(profile:Profile|str, # a `Profile`, or the name of one in `PROFI
                 seed:int=0, # the first seed; the runs use `seed`, `seed+1`, ...
                 quiet:bool=True, # hide fastai's progress bars
                 log=print, # called with a line for each run
+                shard:tuple=None, # `(k, n)`: only the k-th of n parts of the sweep (see `shard_grid`)
                ) -> list:
     "Run (or resume) the sweep of `profile` into `path`; return its runs"
     p = PROFILES[profile] if isinstance(profile, str) else profile
     configs = CONFIGS if configs is None else configs
     missing = [c for c in p.configs if c not in configs]
     if missing: raise ValueError(f"unknown configuration(s) {missing}; known: {list(configs)}")
+    if p.threads: torch.set_num_threads(p.threads)
     return run_sweep(path, {c: configs[c] for c in p.configs}, p.dls_factory(), seeds=range(seed, seed + p.runs),
-                     epochs=p.epochs, setup=p.setup(), bs=p.bs, lr=p.lr, arch=p.arch, quiet=quiet, log=log)
+                     epochs=p.epochs, setup=p.setup(), bs=p.bs, lr=p.lr, arch=p.arch, quiet=quiet, log=log, shard=shard)
 
 # %% ../nbs/07_compare.ipynb #e3e48bdb
 def train_imagenette(size:int=128, # side of the training crops, px
@@ -462,34 +529,54 @@ def save_report(runs:list, out:Path, baseline:str='none') -> dict:
 _SINGLE = Profile('single', size=128, epochs=(5,), runs=1, configs=('none',))
 
 @call_parse
-def sprinkles_imagenette(aug:str=None, # comma-separated configuration names from `CONFIGS`; the baseline `none` is always run
-                         runs:int=None, # seeds per configuration (default: the profile's, or 1)
-                         profile:str=None, # 'quick', 'cpu' or 'full': settings to start from
-                         epochs:int=None, # number of epochs (default: the profile's, or 5)
-                         size:int=None, # side of the training crops, px (default: the profile's, or 128)
-                         out:str=None, # results folder: runs.jsonl (resumed), table.csv, equal_time.csv, accuracy.png, curves.png
-                         bs:int=None, # batch size (default: the profile's, or 64)
-                         lr:float=None, # peak learning rate (default: the profile's, or 8e-3)
-                         arch:str=None, # xresnet18, xresnet34 or xresnet50 (default: the profile's, or xresnet18)
-                         seed:int=0, # first random seed
-                         sample:float=None, # fraction of the data set to use (default: the profile's, or all of it)
-                         workers:int=None, # DataLoader workers (default: the profile's, or fastai's)
-                        ):
-    "Train xresnets on Imagenette with and without augmentations; print progress, accuracy, wall time and the comparison"
+def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a folder of class folders (with train/ and valid/ or val/, or split by valid_pct)
+            aug:str=None, # comma-separated configuration names from `CONFIGS`; the baseline `none` is always run
+            runs:int=None, # seeds per configuration (default: the profile's, or 1)
+            profile:str=None, # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'full'): settings to start from
+            epochs:int=None, # number of epochs (default: the profile's, or 5)
+            size:int=None, # side of the training crops, px (default: the profile's, or 128)
+            out:str=None, # results folder: runs.jsonl (resumed), table.csv, equal_time.csv, accuracy.png, curves.png
+            bs:int=None, # batch size (default: the profile's, or 64)
+            lr:float=None, # peak learning rate (default: the profile's, or 8e-3)
+            arch:str=None, # a key of `ARCHS` (default: the profile's, or xresnet18)
+            seed:int=0, # first random seed
+            sample:float=None, # fraction of the data set to use (default: the profile's, or all of it)
+            per_class:int=None, # training images per class (default: the profile's, or all)
+            valid_n:int=None, # validation images (default: the profile's, or all)
+            valid_pct:float=None, # a folder without a validation folder: the fraction held out (default 0.2)
+            stats:str=None, # normalisation: 'imagenet' (default) or 'measure' (from the training images)
+            workers:int=None, # DataLoader workers (default: the profile's, or fastai's)
+            threads:int=None, # torch threads (default: the profile's, or torch's)
+            shard:str=None, # 'K/N': run only the K-th of N parts of the sweep, into runs-K-of-N.jsonl
+            merge:bool=False, # only report: merge every runs*.jsonl of `out` (the shards) and save the table and figures
+           ) -> list:
+    "Train xresnets with and without augmentations; print progress, accuracy, wall time and the comparison"
     if profile is not None and profile not in PROFILES: raise SystemExit(f"--profile must be one of {list(PROFILES)}, got {profile!r}")
     p = PROFILES[profile] if profile else _SINGLE
     names = list(dict.fromkeys(['none'] + [a.strip() for a in aug.split(',') if a.strip()])) if aug is not None else list(p.configs)
     if unknown := [a for a in names if a not in CONFIGS]: raise SystemExit(f"--aug: unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
     if arch is not None and arch not in ARCHS: raise SystemExit(f"--arch must be one of {list(ARCHS)}, got {arch!r}")
-    given = dict(size=size, sample=sample, epochs=None if epochs is None else (epochs,), runs=runs, arch=arch, bs=bs, lr=lr, workers=workers)
-    p = dataclasses.replace(p, configs=tuple(names), **{k: v for k, v in given.items() if v is not None})
+    if stats is not None and stats not in ('imagenet', 'measure'): raise SystemExit(f"--stats must be 'imagenet' or 'measure', got {stats!r}")
+    if data not in DLS and not Path(data).is_dir(): raise SystemExit(f"--data must be one of {list(DLS)} or a folder of images; {data} is not a folder")
+    if (shard or merge) and not out: raise SystemExit("--shard and --merge need --out, the folder that holds the results files")
+    try: k_n = parse_shard(shard) if shard else None
+    except ValueError as e: raise SystemExit(f"--shard: {e}")
+    given = dict(size=size, sample=sample, epochs=None if epochs is None else (epochs,), runs=runs, arch=arch, bs=bs, lr=lr,
+                 workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats, threads=threads)
+    p = dataclasses.replace(p, data=data if data in DLS else str(Path(data).resolve()), configs=tuple(names),
+                            **{k: v for k, v in given.items() if v is not None})
     with contextlib.ExitStack() as stack:
         folder = Path(out) if out else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        res = run_profile(p, folder/'runs.jsonl', seed=seed, quiet=False, log=lambda line: print(line, flush=True))
+        if merge: res = merge_runs(*sorted(folder.glob('runs*.jsonl')))
+        else:
+            name = f"runs-{k_n[0]}-of-{k_n[1]}.jsonl" if k_n else 'runs.jsonl'
+            res = run_profile(p, folder/name, seed=seed, quiet=False, log=lambda line: print(line, flush=True), shard=k_n)
         grid = {(c, s, e) for c in p.configs for s in range(seed, seed + p.runs) for e in p.epochs}
         res = [r for r in res if run_key(r) in grid]
         for r in res: print(f"{r['config']}: {report(r)}")
         if len(res) > 1:
             print(format_table(summarize(res)).to_string(index=False))
-            if out: print('\n'.join(f"saved {v}" for v in save_report(res, folder).values()))
+            if out: print('\n'.join(f"saved {Path(v).name}" for v in save_report(res, folder).values()))
     return res
+
+sprinkles_imagenette = sprinkles_compare  # the Imagenette preset: `--data` defaults to imagenette

@@ -7,16 +7,20 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/data.html.md"""
 # %% ../nbs/00_data.ipynb #ef04c909
 from __future__ import annotations
 import os, random, socket, tarfile, tempfile, shutil
+import numpy as np, torch
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 from fastai.data.external import untar_data, URLs, fastai_cfg
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, GrandparentSplitter, parent_label,
-                               get_image_files, RandomResizedCrop, Resize, Normalize, imagenet_stats, Flip)
+                               get_image_files, RandomResizedCrop, Resize, Normalize, imagenet_stats, Flip,
+                               FuncSplitter, PILImage, L, image_extensions, verify_image)
 
 # %% auto #0
-__all__ = ['DATASETS', 'IMAGENETTE_NAMES', 'data_root', 'is_complete', 'DataNotFoundError', 'extract_archive', 'host_answers',
-           'shared_dirs', 'find_data', 'imagenette', 'cifar10', 'imagenette_label', 'imagenette_dls', 'cifar10_dls']
+__all__ = ['DATASETS', 'VALID_NAMES', 'IMAGENETTE_NAMES', 'CIFAR_STATS', 'data_root', 'is_complete', 'DataNotFoundError',
+           'extract_archive', 'host_answers', 'shared_dirs', 'find_data', 'imagenette', 'cifar10', 'DataFolderError',
+           'folder_items', 'select_items', 'readable', 'measure_stats', 'folder_dls', 'imagenette_label',
+           'imagenette_dls', 'cifar10_dls']
 
 # %% ../nbs/00_data.ipynb #aa6c6a78
 DATASETS = {
@@ -143,6 +147,127 @@ def cifar10(**kwargs) -> Path:
     "Path to CIFAR-10 (fastai's PNG release when downloadable, else the offline JPEG copy)"
     return find_data('cifar10', **kwargs)
 
+# %% ../nbs/00_data.ipynb #dfa778b1
+VALID_NAMES = ('valid', 'val', 'test')
+
+class DataFolderError(ValueError):
+    "A folder of images that cannot be trained on; the message names the path and what is wrong"
+
+def _classes(files) -> set: return {parent_label(f) for f in files}
+
+def _check_files(files, where:Path, what:str='image files'):
+    if not files: raise DataFolderError(f"{where} holds no {what} (looked for {', '.join(sorted(image_extensions)[:6])}, ... in any case)")
+    if loose := [f for f in files if f.parent == where]:
+        raise DataFolderError(f"{where} holds images outside class folders, e.g. {loose[0].name}: put each image in a folder named by its class")
+
+# %% ../nbs/00_data.ipynb #58d56dfb
+def folder_items(path:Path, # a folder with `train/` and `valid/` (or `val/`, `test/`) folders of class folders, or of class folders
+                 valid_pct:float=None, # fraction held out for validation when `path` has no split (default 0.2)
+                 seed:int=0, # seed of the `valid_pct` split
+                ) -> tuple:
+    "`(files, valid)`: every image file of `path` and the set of those that validate"
+    path = Path(path)
+    if not path.exists(): raise DataFolderError(f"data folder {path} does not exist")
+    if not path.is_dir(): raise DataFolderError(f"data folder {path} is not a folder")
+    vn = next((n for n in VALID_NAMES if (path/n).is_dir()), None)
+    if (path/'train').is_dir() and vn:
+        if valid_pct is not None:
+            raise DataFolderError(f"{path} is already split into train/ and {vn}/: valid_pct is only for a folder of class folders")
+        files = get_image_files(path, folders=['train', vn])
+        for sub in ('train', vn): _check_files([f for f in files if f.relative_to(path).parts[0] == sub], path/sub)
+        valid = {f for f in files if f.relative_to(path).parts[0] == vn}
+    else:
+        if (path/'train').is_dir():
+            raise DataFolderError(f"{path} has a train/ folder but no {'/, '.join(VALID_NAMES)}/ folder beside it")
+        vp = 0.2 if valid_pct is None else valid_pct
+        if not 0 < vp < 1: raise DataFolderError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+        files = get_image_files(path)
+        _check_files(files, path)
+        valid = {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
+    train = [f for f in files if f not in valid]
+    if len(cls := _classes(train)) < 2:
+        raise DataFolderError(f"{path}: training images in {len(cls)} class folder(s) {sorted(cls)}; a classifier needs at least two")
+    if extra := _classes(valid) - cls:
+        raise DataFolderError(f"{path}: validation classes {sorted(extra)} have no training images")
+    return files, valid
+
+# %% ../nbs/00_data.ipynb #c84afbd6
+def select_items(files:list, # image files, in a fixed order
+                 valid:set, # those that validate
+                 per_class:int=None, # training images per class; None: all
+                 valid_n:int=None, # validation images; None: all
+                 sample:float=1., # fraction of all files kept first (both splits)
+                 seed:int=0, # seed of every draw
+                ) -> list:
+    "The files kept: a seeded `sample`, then `per_class` training images of each class and `valid_n` validation images"
+    if not 0 < sample <= 1: raise ValueError(f"sample must be in (0, 1], got {sample!r}")
+    for v, k in ((per_class, 'per_class'), (valid_n, 'valid_n')):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1): raise ValueError(f"{k} must be a positive int or None, got {v!r}")
+    files = list(files)
+    if sample < 1: files = [files[i] for i in sorted(random.Random(seed).sample(range(len(files)), max(1, round(len(files)*sample))))]
+    keep, rng = set(files), random.Random(seed)
+    if per_class is not None:
+        by = {}
+        for f in files:
+            if f not in valid: by.setdefault(parent_label(f), []).append(f)
+        if short := {c: len(fs) for c, fs in by.items() if len(fs) < per_class}:
+            raise ValueError(f"per_class={per_class}, but these classes have fewer training images: {short}")
+        keep -= {f for fs in by.values() for f in fs}
+        keep |= {f for c in sorted(by) for f in rng.sample(by[c], per_class)}
+    if valid_n is not None:
+        vs = [f for f in files if f in valid]
+        if valid_n > len(vs): raise ValueError(f"valid_n={valid_n}, but there are only {len(vs)} validation images")
+        keep -= set(vs); keep |= set(rng.sample(vs, valid_n))
+    return [f for f in files if f in keep]
+
+# %% ../nbs/00_data.ipynb #e0fece24
+def readable(files:list, # image files
+             log=print, # called with one line naming the unreadable files, if any
+            ) -> list:
+    "The files that PIL can open and decode; the others are reported through `log` and left out"
+    bad = [f for f in files if not verify_image(f)]
+    if bad and log: log(f"skipped {len(bad)} unreadable image(s): " + ', '.join(str(f) for f in bad[:5]) + (', ...' if len(bad) > 5 else ''))
+    return [f for f in files if f not in set(bad)] if bad else list(files)
+
+# %% ../nbs/00_data.ipynb #620d7ca1
+def measure_stats(files:list, # training image files
+                  size:int=64, # side the images are resized to before measuring
+                  n:int=500, # at most this many images, drawn with `seed`
+                  seed:int=0,
+                 ) -> tuple:
+    "Per-channel mean and std, in [0, 1] pixel units, of up to `n` of `files`"
+    fs = random.Random(seed).sample(list(files), min(n, len(files)))
+    x = torch.stack([torch.from_numpy(np.asarray(PILImage.create(f).resize((size, size)), dtype=np.float32)) for f in fs])/255
+    return x.mean((0, 1, 2)).tolist(), x.std((0, 1, 2)).tolist()
+
+def _stats(stats, files, size):
+    if isinstance(stats, str):
+        if stats not in ('imagenet', 'measure'): raise ValueError(f"stats must be 'imagenet', 'measure' or (mean, std), got {stats!r}")
+        return imagenet_stats if stats == 'imagenet' else measure_stats(files, size)
+    return stats
+
+# %% ../nbs/00_data.ipynb #24bf2894
+def folder_dls(path:Path, # see `folder_items`
+               size:int=64, # side of the square training crops
+               bs:int=64, # batch size
+               valid_pct:float=None, # see `folder_items`
+               per_class:int=None, valid_n:int=None, sample:float=1., seed:int=0, # see `select_items`
+               stats='imagenet', # 'imagenet', 'measure' (from the training images), or (mean, std)
+               min_scale:float=0.35, # smallest area fraction of a random resized crop
+               label=parent_label, # the class of a file
+               check:bool=True, # open every image before training, leaving out those that fail
+               **kwargs, # passed to `DataBlock.dataloaders`
+              ):
+    "`DataLoaders` of a folder of class folders, with random resized crops, flips and normalisation"
+    files, valid = folder_items(path, valid_pct, seed)
+    files = select_items(files, valid, per_class, valid_n, sample, seed)
+    if check: files = readable(files)
+    mean, std = _stats(stats, [f for f in files if f not in valid], size)
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: L(files), get_y=label,
+                       splitter=FuncSplitter(valid.__contains__), item_tfms=None if size is None else RandomResizedCrop(size, min_scale=min_scale),
+                       batch_tfms=[Flip(), Normalize.from_stats(mean, std)])
+    return dblock.dataloaders(Path(path), bs=bs, **kwargs)
+
 # %% ../nbs/00_data.ipynb #5db86fd6
 IMAGENETTE_NAMES = dict(n01440764='tench', n02102040='English springer', n02979186='cassette player',
                         n03000684='chain saw', n03028079='church', n03394916='French horn',
@@ -153,39 +278,20 @@ def imagenette_label(o:Path) -> str:
     "The class name of Imagenette image `o`, from its folder's WordNet id"
     return IMAGENETTE_NAMES.get(parent_label(o), parent_label(o))
 
-def _sampled(frac:float, seed:int):
-    "An item getter that keeps a seeded fraction `frac` of the image files"
-    if not 0 < frac <= 1: raise ValueError(f"sample must be in (0, 1], got {frac}")
-    return partial(_sample_files, frac=frac, seed=seed)
-
-def _sample_files(path, frac, seed):
-    "A seeded fraction `frac` of the image files under `path`, in their original order"
-    files = get_image_files(path)
-    if frac == 1: return files
-    idx = random.Random(seed).sample(range(len(files)), max(1, round(len(files)*frac)))
-    return files[sorted(idx)]
-
 def imagenette_dls(size:int=128, # side of the square training crops
                    bs:int=64, # batch size
                    sample:float=1., # fraction of each split to keep
                    seed:int=0, # seed of the sample
                    path:Path=None, # data folder; `imagenette()` when None
                    min_scale:float=0.35, # smallest area fraction of a random resized crop
-                   **kwargs, # passed to `DataBlock.dataloaders`
+                   **kwargs, # passed to `folder_dls`: `per_class`, `valid_n`, `stats`, DataLoader arguments
                   ):
     "Imagenette `DataLoaders` with random resized crops, flips and ImageNet normalisation"
-    path = path or imagenette(verbose=False)
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=_sampled(sample, seed),
-                       splitter=GrandparentSplitter(valid_name='val'),
-                       get_y=imagenette_label,
-                       item_tfms=RandomResizedCrop(size, min_scale=min_scale),
-                       batch_tfms=[Flip(), Normalize.from_stats(*imagenet_stats)])
-    return dblock.dataloaders(path, bs=bs, **kwargs)
+    return folder_dls(path or imagenette(verbose=False), size, bs, sample=sample, seed=seed, min_scale=min_scale,
+                      label=imagenette_label, **kwargs)
+
+CIFAR_STATS = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
 
 def cifar10_dls(bs:int=128, sample:float=1., seed:int=0, path:Path=None, **kwargs):
     "CIFAR-10 `DataLoaders` at 32 px with flips and CIFAR normalisation"
-    path = path or cifar10(verbose=False)
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=_sampled(sample, seed),
-                       splitter=GrandparentSplitter(valid_name='test'), get_y=parent_label,
-                       batch_tfms=[Flip(), Normalize.from_stats([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])])
-    return dblock.dataloaders(path, bs=bs, **kwargs)
+    return folder_dls(path or cifar10(verbose=False), None, bs, sample=sample, seed=seed, **{'stats': CIFAR_STATS, **kwargs})

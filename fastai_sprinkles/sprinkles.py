@@ -7,6 +7,7 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/sprinkles.html.md"""
 # %% ../nbs/03_sprinkles.ipynb #5c3fdc7e
 from __future__ import annotations
 import torch
+from collections import Counter
 import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
 from fastai.callback.schedule import SchedLin
@@ -15,7 +16,7 @@ from .boxes import sprinkle, check_sprinkle_args, check_paint_args, check_x, spl
 from .anneal import sched_value, check_sched, sched_pct, _check_count
 
 # %% auto #0
-__all__ = ['sprinkle_values', 'sprinkles_recipe', 'ProgressiveSprinkles', 'normalize_stats']
+__all__ = ['sprinkle_values', 'sprinkles_recipe', 'ProgressiveSprinkles', 'normalize_stats', 'mean_coverage', 'fixed_sprinkles']
 
 # %% ../nbs/03_sprinkles.ipynb #53bb7166
 def sprinkle_values(p, n, size, opacity, # constants, ranges or schedules, as `ProgressiveSprinkles` takes them
@@ -100,3 +101,30 @@ def normalize_stats(dls):
     norms = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
     if not norms: return None, None
     return norms[-1].mean.flatten(), norms[-1].std.flatten()
+
+# %% ../nbs/03_sprinkles.ipynb #e62efc6c
+def mean_coverage(cb:ProgressiveSprinkles, # the callback whose values are measured
+                  size:int, # side of the (square) training images, px
+                  pcts=None, # fractions of training to average over (default: 100 evenly spread, stair-stepped as `cb` does)
+                  n_imgs:int=2048, # blank images sprinkled at each fraction
+                  seed:int=0, # seed of the measuring stream
+                 ) -> float:
+    "Expected fraction of each image that `cb` covers, averaged over training"
+    if pcts is None: pcts = [sched_pct(i, 100, steps=cb.steps) for i in range(100)]
+    g, x = torch.Generator().manual_seed(seed), torch.zeros(n_imgs, 1, size, size)
+    w = Counter(pcts)  # stair-stepped values repeat: sprinkle each once, weighted by how often it occurs
+    covs = {q: sprinkle(x, **{k: v for k, v in cb.values(q).items() if k != 'opacity'}, generator=g).coverage.mean() for q in w}
+    return float(sum(w[q]*c for q, c in covs.items())/sum(w.values()))
+
+def fixed_sprinkles(cb:ProgressiveSprinkles, # the progressive callback to match
+                    size:int, # side of the (square) training images, px
+                    at:float=0.5, # fraction of training whose counts, sizes and opacity are held
+                    **kwargs, # passed to `mean_coverage`
+                   ) -> ProgressiveSprinkles:
+    "Sprinkles at `cb`'s values at `at`, with the probability that gives `cb`'s average covered fraction"
+    v = cb.values(at)
+    full = mean_coverage(ProgressiveSprinkles(p=1., n=v['n'], size=v['size']), size, pcts=[0.], **kwargs)
+    p = mean_coverage(cb, size, **kwargs)/full
+    if p > 1: raise ValueError(f"no fixed probability matches: the values at {at} cover {full:.2%} when always applied, "
+                               f"less than the progressive run's average; choose a later `at`")
+    return ProgressiveSprinkles(p=p, n=v['n'], size=v['size'], fill=cb.fill, opacity=v['opacity'], mean=cb.mean, std=cb.std)
