@@ -1,13 +1,15 @@
-"The comparison harness on a tiny synthetic problem: resume, crashes, statistics, equal time, timing"
+"The comparison harness on a tiny synthetic problem: resume, crashes, shards, timing, configurations"
 import json, math, os, time
+from types import SimpleNamespace
 import numpy as np, pytest, torch
 from scipy import stats
 from torch import nn
 from torch.utils.data import TensorDataset
-from fastai.vision.all import DataLoaders, TfmdDL, Callback
+from fastai.vision.all import DataLoaders, TfmdDL, Callback, TensorImage, Normalize
 import fastai_sprinkles.compare as C
-from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, mean_ci,
-                                      welch_p, summarize, equal_time, acc_at_time, conclusions, format_table)
+from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, shard_grid,
+                                      parse_shard, merge_runs, split_config)
+from fastai_sprinkles.cli import PROFILES
 from fastai_sprinkles.cutmix import CutMixer, OneOf
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 
@@ -31,7 +33,7 @@ class Counter:
         return train_run(make_dls, **kw)
 
 def sweep(path, configs, train, seeds=(0, 1), epochs=1, **kw):
-    return run_sweep(path, configs, tiny_dls, seeds=seeds, epochs=epochs, setup=dict(data='tiny'), bs=16, lr=1e-2,
+    return run_sweep(path, configs, tiny_dls, seeds=seeds, epochs=epochs, setup=dict(data='tiny', size=8), bs=16, lr=1e-2,
                      arch=tiny_model, train=train, log=None, **kw)
 
 class Sleepy(Callback):
@@ -86,59 +88,6 @@ def test_interrupted_write_keeps_old_file(tmp_path, monkeypatch):
     assert [r['config'] for r in load_runs(path)] == ['a']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['runs.jsonl']
 
-# --- statistics
-
-SAMPLES = [([0.80, 0.82, 0.81, 0.85], [0.78, 0.79, 0.80, 0.77]), ([0.5, 0.7, 0.6], [0.55, 0.9, 0.1, 0.4, 0.6]),
-           ([0.912, 0.915], [0.905, 0.911, 0.903])]
-
-@pytest.mark.parametrize('a,b', SAMPLES)
-def test_stats_match_scipy(a, b):
-    m, s, (lo, hi) = mean_ci(a)
-    assert m == pytest.approx(np.mean(a)) and s == pytest.approx(np.std(a, ddof=1))
-    slo, shi = stats.t.interval(0.95, len(a) - 1, loc=np.mean(a), scale=stats.sem(a))
-    assert (lo, hi) == pytest.approx((slo, shi))
-    assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert welch_p(a, b) != pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue, abs=1e-6)  # Welch, not Student
-
-def test_too_few_runs_give_nan():
-    assert math.isnan(mean_ci([0.5])[1]) and math.isnan(welch_p([0.5], [0.4, 0.6]))
-
-def fake(config, seed, acc, times=(10., 20.), accs=None, epochs=2):
-    accs = list(accs or [acc - .1, acc])
-    return dict(config=config, seed=seed, epochs=epochs, accuracy=acc, best_accuracy=max(accs), valid_loss=1 - acc,
-                epoch_s=times[-1]/epochs, imgs_per_s=100. + seed, aug_frac=0.01*seed, accs=accs, times=list(times))
-
-def test_summarize_mean_std_and_order():
-    runs = ([fake('b', s, a) for s, a in enumerate([.6, .7, .8])] + [fake('none', s, a) for s, a in enumerate([.5, .52, .51])]
-            + [fake('b', s, .9, epochs=5) for s in range(2)])
-    df = summarize(runs)
-    assert list(zip(df.epochs, df.config)) == [(2, 'none'), (2, 'b'), (5, 'b')]  # baseline first, budgets apart
-    b = df.iloc[1]
-    assert b.runs == 3 and b.base_runs == 3
-    assert b.acc_mean == pytest.approx(.7) and b.acc_std == pytest.approx(.1)
-    assert b['diff'] == pytest.approx(.7 - .51)
-    assert b.imgs_per_s == pytest.approx(101.) and b.aug_frac == pytest.approx(.01)
-    assert math.isnan(df.iloc[0].p_welch) and math.isnan(df.iloc[2].p_welch)  # no baseline at 5 epochs
-    assert len(format_table(df)) == 3
-    assert conclusions(df)[0].startswith('b vs none, 2 epoch(s): +19.00% accuracy (p = ')
-    assert '3 and 3 runs' in conclusions(df)[0] and 'no test' in conclusions(df)[1]
-
-# --- equal time
-
-def test_equal_time_on_constructed_runs():
-    base = [fake('none', s, a, times=(10., 20.), accs=[a - .1, a]) for s, a in enumerate([.70, .72])]
-    slow = [fake('slow', s, a, times=(15., 30.), accs=[a - .2, a]) for s, a in enumerate([.80, .84])]  # 1.5x the time
-    fast = [fake('fast', 0, .75, times=(8., 16.)), fake('fast', 1, .77, times=(9., 21.))]
-    late = [fake('late', s, .9, times=(25., 50.)) for s in range(2)]  # not even one epoch within 20 s
-    et = equal_time(base + slow + fast + late).set_index('config')
-    assert et.loc['slow'].base_time_s == pytest.approx(20.) and et.loc['slow'].time_ratio == pytest.approx(1.5)
-    assert et.loc['slow'].acc_mean == pytest.approx(np.mean([.60, .64]))  # its first epoch, at 15 s
-    assert et.loc['slow'].p_welch == pytest.approx(stats.ttest_ind([.60, .64], [.70, .72], equal_var=False).pvalue)
-    assert et.loc['fast'].acc_mean == pytest.approx(np.mean([.75, .77 - .1]))  # run 1 ends after 20 s: its first epoch
-    assert et.loc['late'].runs_with_value == 0 and math.isnan(et.loc['late'].acc_mean)
-    assert 'none' not in et.index
-    assert acc_at_time([1., 2., 3.], [.1, .2, .3], 2.5) == .2 and acc_at_time([1., 2.], [.1, .2], 2.) == .2
-
 # --- timing and configurations
 
 def test_runstats_times_the_augmentation_once_and_unwraps():
@@ -166,15 +115,87 @@ def test_every_config_trains(tmp_path):
     assert [r['config'] for r in runs] == list(CONFIGS)
     for r in runs: assert 0 <= r['accuracy'] <= 1 and len(r['accs']) == 2
     aug = {r['config']: r['aug_s'] for r in runs}
-    assert aug['none'] == 0 and all(v > 0 for k, v in aug.items() if k != 'none')
+    has_cbs = {k: bool(split_config(f(SimpleNamespace(size=8, bs=16, epochs=2, seed=0)))[0]) for k, f in CONFIGS.items()}
+    assert aug['none'] == 0 and all(v > 0 for k, v in aug.items() if has_cbs[k])  # callbacks are timed
+    assert aug['fastai-erasing'] == 0  # a batch transform runs in the DataLoader: training time, not the augmentation's
 
 def test_quick_profile_is_small():
-    p = C.PROFILES['quick']
+    p = PROFILES['quick']
     assert p.epochs == (1,) and p.runs == 2 and 2 <= len(p.configs) <= 3 and p.size <= 64 and p.configs[0] == 'none'
-    assert all(c in CONFIGS for q in C.PROFILES.values() for c in q.configs)
+    assert all(c in CONFIGS for q in PROFILES.values() for c in q.configs)
 
 def test_nested_augmentations_are_timed_once(monkeypatch):
     clock = iter(range(10**6))
     monkeypatch.setattr(C.time, 'perf_counter', lambda: float(next(clock)))  # every reading of the clock: one more second
     res = train_run(tiny_dls, cbs=[OneOf([Sleepy()], ps=[1.])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     assert res['aug_s'] == 2*4  # one timed event a batch (OneOf's before_batch, with Sleepy's inside), one second each
+
+def test_peer_configs_train_a_batch_the_way_fastai_users_add_them(tmp_path):
+    "RandomErasing goes into the training DataLoader's batch transforms, after Normalize; MixUp and CutMix are callbacks"
+    seen = {}
+    class Spy(Callback):
+        order = 100  # after MixUp/CutMix have mixed the batch
+        def before_batch(self):
+            if not self.training: return
+            tfms, xs = seen.setdefault(self.cfg, (list(self.dls.train.after_batch.fs.map(lambda t: type(t).__name__)), []))
+            xs.append(self.x.clone())
+    def spied(name):
+        s = Spy(); s.cfg = name
+        return lambda r: CONFIGS[name](r) + [s]
+    names = ['none', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix']
+    def image_dls(bs=16):  # RandomErasing, like fastai's other image transforms, only acts on `TensorImage` batches
+        dls = tiny_dls(bs)
+        for i, dl in enumerate(dls.loaders):  # and, as in DataLoaders from a DataBlock, on the training split only
+            dl.dataset.tensors = (TensorImage(dl.dataset.tensors[0]), dl.dataset.tensors[1])
+            dl.after_batch.add(Normalize.from_stats([0.]*3, [1.]*3, cuda=False))
+            dl.dataset.split_idx = i  # read by the DataLoader when it iterates
+        return dls
+    runs = run_sweep(tmp_path/'peers.jsonl', {n: spied(n) for n in names}, image_dls, seeds=(0,), epochs=2, setup=dict(data='tiny', size=8),
+                     bs=16, lr=1e-2, arch=tiny_model, log=None)
+    assert [r['config'] for r in runs] == names
+    tfms = {n: seen[n][0] for n in names}
+    assert tfms['fastai-erasing'][-2:] == ['Normalize', 'RandomErasing'] and 'RandomErasing' not in tfms['none']
+    x0 = seen['none'][1]
+    for n in names[1:]:  # the same seed: the same batches in the same order, but for what the augmentation changed
+        assert len(seen[n][1]) == len(x0) and any(not torch.equal(a, b) for a, b in zip(seen[n][1], x0)), n
+
+def test_shards_hold_every_run_exactly_once():
+    from hypothesis import given, strategies as st
+    @given(st.integers(1, 4), st.integers(1, 6), st.integers(1, 2), st.data())
+    def check(n_cfg, n_seed, n_ep, data):
+        grid = [(f'c{c}', s, e) for e in range(1, n_ep + 1) for s in range(n_seed) for c in range(n_cfg)]
+        n = data.draw(st.integers(1, n_seed*n_ep))
+        parts = [shard_grid(grid, k, n) for k in range(1, n + 1)]
+        assert sorted(sum(parts, [])) == sorted(grid)
+        for p in parts:  # whole seed blocks: every configuration of a seed on one machine
+            for _, s, e in p: assert {(c, s, e) for c, ss, ee in grid if (ss, ee) == (s, e)} <= set(p)
+    check()
+    with pytest.raises(ValueError, match='at most'): shard_grid([('a', 0, 1)], 1, 2)
+    for bad in ('0/2', '3/2', 'a/b', '2'):
+        with pytest.raises(ValueError, match='shard'): parse_shard(bad)
+
+def test_sharded_sweep_merges_to_the_whole_sweep(tmp_path):
+    whole = sweep(tmp_path/'whole.jsonl', BASE, train_run, seeds=(0, 1, 2))
+    for k in (1, 2): sweep(tmp_path/f'part{k}.jsonl', BASE, train_run, seeds=(0, 1, 2), shard=(k, 2))
+    merged = merge_runs(tmp_path/'part1.jsonl', tmp_path/'part2.jsonl')
+    key = lambda r: (run_key(r), r['accuracy'])  # the same runs, and the same results: seeds make them reproducible
+    assert sorted(map(key, merged)) == sorted(map(key, whole))
+    with pytest.raises(ValueError, match='in both'): merge_runs(tmp_path/'part1.jsonl', tmp_path/'whole.jsonl')
+
+def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
+    "A run killed halfway (here: KeyboardInterrupt in its second epoch) leaves the finished runs; the next call trains only the rest"
+    path = tmp_path/'runs.jsonl'
+    class Interrupt(Callback):
+        def after_epoch(self):
+            if self.epoch == 1: raise KeyboardInterrupt()
+    cfgs = {'none': lambda r: [], 'cut': lambda r: [Interrupt()] if r.seed == 1 else []}
+    with pytest.raises(KeyboardInterrupt): sweep(path, cfgs, train_run, seeds=(0, 1), epochs=2)
+    assert [run_key(r) for r in load_runs(path)] == [('none', 0, 2), ('cut', 0, 2), ('none', 1, 2)]
+    t = Counter()
+    runs = sweep(path, {'none': cfgs['none'], 'cut': lambda r: []}, t, seeds=(0, 1), epochs=2)
+    assert [(s, e) for _, s, e in t.calls] == [(1, 2)] and len(runs) == 4
+
+def test_config_lists_must_hold_callbacks_or_transforms():
+    cbs, tfms = split_config([Sleepy(), C.RandomErasing()])
+    assert [type(o).__name__ for o in cbs] == ['Sleepy'] and [type(o).__name__ for o in tfms] == ['RandomErasing']
+    with pytest.raises(TypeError, match='callbacks and batch transforms'): split_config([lambda x: x])
