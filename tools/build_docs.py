@@ -56,8 +56,6 @@ def normalise(nb):
             if ds.get('output') == 'false': c.outputs = []
             c.outputs = [o for o in c.outputs if not is_warning(o)]
             for o in c.outputs:
-                md = o.get('data', {}).get('text/markdown')
-                if md: o['data']['text/markdown'] = PANDOC_LINK.sub(r'<a href="\2" \3>\1</a>', md)
                 o.pop('metadata', None) if o.output_type == 'stream' else o.setdefault('metadata', {})
                 if o.output_type == 'execute_result' and 'execution_count' not in o: o['execution_count'] = None
             if not c.source.strip() and not c.outputs: continue
@@ -147,6 +145,9 @@ class Page:
         self.stem = Path(self.file).stem
         self.title = fm.get('title', self.stem)
         self.ids, self.images = [], {}
+        # API entries (show_doc headings) own the anchors nbdev links to: a section of the same name gives way
+        self.api_ids = {pandoc_id(m.group(2)) for c in nb.cells if c.cell_type == 'code' for o in c.outputs
+                        for l in o.get('data', {}).get('text/markdown', '').split('\n') if (m := HEADING.match(l))}
 
     def heading(self, line, code_names=False):
         "A heading with an explicit id: pandoc's, as nbdev's links expect; code names keep their underscores"
@@ -155,7 +156,7 @@ class Page:
         hashes, text, explicit = m.groups()
         hid = explicit[2:-1] if explicit else pandoc_id(text)
         base, k = hid, 0
-        while hid in self.ids: k += 1; hid = f'{base}-{k}'
+        while hid in self.ids or (not code_names and hid in self.api_ids): k += 1; hid = f'{base}-{k}'
         self.ids.append(hid)
         if code_names: text = text.replace('_', r'\_')
         return f'{hashes} {text} {{#{hid}}}'
@@ -225,12 +226,18 @@ def link_rewriter(pages, doc_url):
     return rewrite
 
 
+def read_nb(p):
+    "A notebook as nbdev's processing leaves it, not validated yet (its extra keys are dropped by `normalise`)"
+    from nbformat.v4.nbjson import reads
+    return reads(Path(p).read_text())
+
+
 def load_pages(cache):
     "The processed notebooks, index first, then in the notebooks' order"
     nbs = sorted(cache.glob('*.ipynb'), key=lambda p: (p.name != 'index.ipynb', p.name))
     pages = []
     for p in nbs:
-        nb = nbformat.read(p, as_version=4)
+        nb = read_nb(p)  # nbdev's extra keys: `normalise` drops them, then validates
         fm = frontmatter(nb)
         pages.append(Page(p, normalise(nb), fm))
     return pages
@@ -305,7 +312,7 @@ def readme_from_index():
     from nbdev.config import get_config
     cfg = get_config(ROOT)
     cache = processed(file_glob=cfg.readme_nb)
-    nb = nbformat.read(cache/cfg.readme_nb, as_version=4)
+    nb = read_nb(cache/cfg.readme_nb)
     fm = frontmatter(nb)
     return readme_text(normalise(nb), fm, doc_url_of(cfg))
 
