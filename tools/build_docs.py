@@ -165,6 +165,7 @@ class Page:
         "Markdown from a cell or a Markdown output: headings with ids, Quarto link attributes as classes"
         chunks = []
         for is_code, txt in split_fences(md):
+            if is_code and code_names: txt = re.sub(r'^(`{3,})python\s*$', r'\1 { .python .doc-signature }', txt, count=1, flags=re.M)
             if not is_code:
                 txt = PANDOC_LINK.sub(lambda m: f'[{m.group(1)}]({m.group(2)})' + ('{ .doc-source }' if m.group(1) == 'source' else ''), txt)
                 txt = '\n'.join(self.heading(l, code_names) if l.startswith('#') else l for l in txt.split('\n'))
