@@ -54,14 +54,14 @@ def nb_of(page): return next(n for n in NBS if n['page'] == page)
 def site():
     "Build the site into _docs/ with the docs command's own function; serve it on 127.0.0.1"
     out = ROOT/'_docs'
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pages = build_docs.build(out, readme=False)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     handler = functools.partial(type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None}),
                                 directory=str(out))
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield dict(out=out, pages=pages, url=f'http://127.0.0.1:{srv.server_port}/', build_s=secs)
+    yield dict(out=out, pages=pages, url=f'http://127.0.0.1:{srv.server_port}/', build_s=secs, build_cpu_s=cpu)
     srv.shutdown()
 
 @pytest.fixture(scope='module')
@@ -137,7 +137,10 @@ def rendered(site, browser):
 def test_every_notebook_has_a_page(site):
     assert [p.name for p in site['pages']] == PAGES
     assert all(p.exists() for p in site['pages'])
-    assert site['build_s'] < 60, f"the docs build took {site['build_s']:.0f} s"
+    # the build runs in this process (nbdev with no workers, then MkDocs): its CPU time is the build's cost,
+    # whatever else the machine is running
+    print(f"\ndocs build: {site['build_s']:.1f} s wall, {site['build_cpu_s']:.1f} s CPU")
+    assert site['build_cpu_s'] < 60, f"the docs build took {site['build_cpu_s']:.0f} s of CPU"
 
 @pytest.mark.browser
 @pytest.mark.parametrize('page', PAGES)

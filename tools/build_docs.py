@@ -278,11 +278,14 @@ def build(out=None, readme=True):
     cfg = get_config(ROOT)
     out = Path(out or ROOT/'_docs').resolve()
     doc_url = doc_url_of(cfg)
+    t0 = time.perf_counter()
     pages = load_pages(processed())
+    t1 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='sprinkles-docs-') as src:
         write_sources(pages, Path(src), doc_url)
         if out.exists(): shutil.rmtree(out)
         mkdocs_build(pages, Path(src), out)
+    print(f'notebooks processed by nbdev in {t1 - t0:.1f} s, site rendered in {time.perf_counter() - t1:.1f} s', file=sys.stderr)
     if readme:
         p = next(p for p in pages if p.path.name == cfg.readme_nb)
         (ROOT/'README.md').write_text(readme_text(p.nb, p.fm, doc_url))
