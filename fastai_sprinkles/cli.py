@@ -12,11 +12,12 @@ from functools import partial
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
-from .data import imagenette_dls, cifar10_dls, folder_dls
+from .data import imagenette_dls, cifar10_dls, folder_dls, DataFolderError, DataNotFoundError
 from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, load_runs, merge_runs, parse_shard
 
 # %% auto #0
-__all__ = ['DLS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette', 'report', 'sprinkles_compare']
+__all__ = ['DLS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette', 'check_data', 'report',
+           'sprinkles_compare']
 
 # %% ../nbs/07c_cli.ipynb #ffeaea8a
 DLS = dict(imagenette=imagenette_dls, cifar10=cifar10_dls)
@@ -107,6 +108,13 @@ def train_imagenette(size:int=128, # side of the training crops, px
     return dict(res, epochs=epochs, size=size, bs=bs, arch=arch, seed=seed, sample=sample)
 
 # %% ../nbs/07c_cli.ipynb #96df1fb2
+def check_data(p:Profile):
+    "Build `p`'s DataLoaders once, so that a bad folder or a batch larger than the training set stops the command before any training"
+    try: dls = p.dls_factory()(bs=p.bs)
+    except (DataFolderError, DataNotFoundError, ValueError) as e: raise SystemExit(f"--data {p.data}: {e}") from None
+    if len(dls.train_ds) < p.bs:
+        raise SystemExit(f"--bs {p.bs} is larger than the {len(dls.train_ds)} training images of {p.data}: no full batch to train on")
+
 def report(res:dict) -> str:
     "One line with the result of a run"
     s = {**res.get('setup', {}), **res}
@@ -152,8 +160,10 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
     except ValueError as e: raise SystemExit(f"--shard: {e}")
     given = dict(size=size, sample=sample, epochs=None if epochs is None else (epochs,), runs=runs, arch=arch, bs=bs, lr=lr,
                  workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats, threads=threads)
+    if data not in DLS: p = dataclasses.replace(p, sample=1., per_class=None, valid_n=None)  # a profile's subsets are Imagenette's
     p = dataclasses.replace(p, data=data if data in DLS else str(Path(data).resolve()), configs=tuple(names),
                             **{k: v for k, v in given.items() if v is not None})
+    if not merge: check_data(p)
     with contextlib.ExitStack() as stack:
         folder = Path(out) if out else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if merge: res = merge_runs(*sorted(folder.glob('runs*.jsonl')))

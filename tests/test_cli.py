@@ -1,11 +1,13 @@
 "The console command, and the package as a wheel in a clean environment"
-import sys, venv
+import json, sys, venv
+import pytest
 from pathlib import Path
 from conftest import ROOT, BIN, run
 
-def test_cli_help():
-    r = run([str(BIN/'sprinkles-imagenette'), '--help'])
-    assert r.returncode == 0 and '--epochs' in r.stdout and '--size' in r.stdout
+@pytest.mark.parametrize('cmd', ['sprinkles-compare', 'sprinkles-imagenette'])
+def test_cli_help(cmd):
+    r = run([str(BIN/cmd), '--help'])
+    assert r.returncode == 0 and '--epochs' in r.stdout and '--data' in r.stdout and '--shard' in r.stdout
 
 def test_cli_trains_and_reports():
     r = run([str(BIN/'sprinkles-imagenette'), '--size', '32', '--epochs', '1', '--bs', '32', '--sample', '0.02',
@@ -20,8 +22,8 @@ def test_cli_sweep_saves_table_and_figures_and_resumes(tmp_path):
     args = [str(BIN/'sprinkles-imagenette'), '--profile', 'quick', '--aug', 'cutout', '--runs', '1', '--out', str(out)]
     r = run(args, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert '[2/2] cutout, seed 0, 1 epoch(s)' in r.stdout and 'p (Welch)' in r.stdout, r.stdout[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ['accuracy.png', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'table.csv']
+    assert '[2/2] cutout, seed 0, 1 epoch(s)' in r.stdout and 'p (Holm)' in r.stdout, r.stdout[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ['accuracy.png', 'conclusions.txt', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'table.csv']
     table = (out/'table.csv').read_text().splitlines()
     assert table[0].startswith('config,epochs,runs,') and [l.split(',')[0] for l in table[1:]] == ['none', 'cutout']
     assert (out/'accuracy.png').read_bytes()[:4] == b'\x89PNG'
@@ -48,3 +50,49 @@ def test_wheel_installs_into_clean_venv(tmp_path):
     assert r.returncode == 0 and str(site) in r.stdout, r.stdout + r.stderr[-3000:]
     r = run([str(env/'bin'/'sprinkles-imagenette'), '--help'], cwd=tmp_path)
     assert r.returncode == 0 and '--epochs' in r.stdout
+
+# --- any folder, shards
+
+def test_compare_runs_end_to_end_on_a_folder_the_test_makes(tmp_path):
+    from test_data import make_folder
+    root = make_folder(tmp_path/'imgs', n=8)
+    out = tmp_path/'res'
+    args = [str(BIN/'sprinkles-compare'), '--data', str(root), '--profile', 'quick', '--bs', '8', '--out', str(out)]
+    r = run(args, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '[6/6] progressive, seed 1, 1 epoch(s)' in r.stdout and 'paired t' in r.stdout, r.stdout[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ['accuracy.png', 'conclusions.txt', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'table.csv']
+    runs = [json.loads(l) for l in (out/'runs.jsonl').read_text().splitlines()]
+    assert {r['n_train'] for r in runs} == {24} and {r['setup']['data'] for r in runs} == {str(root.resolve())}
+    assert 'cutout vs none, 1 epoch(s)' in (out/'conclusions.txt').read_text()
+
+def test_compare_shards_then_merges(tmp_path):
+    from test_data import make_folder
+    root = make_folder(tmp_path/'imgs', n=8)
+    base = [str(BIN/'sprinkles-compare'), '--data', str(root), '--profile', 'quick', '--aug', 'cutout', '--bs', '8',
+            '--runs', '3', '--out', str(tmp_path/'res')]
+    for k in ('1/2', '2/2'):
+        r = run(base + ['--shard', k], timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path/'res').glob('runs*.jsonl'))
+    assert files == ['runs-1-of-2.jsonl', 'runs-2-of-2.jsonl']
+    seeds = [sorted({json.loads(l)['seed'] for l in (tmp_path/'res'/f).read_text().splitlines()}) for f in files]
+    assert seeds == [[0, 2], [1]]
+    r = run(base + ['--merge'], timeout=600)
+    assert r.returncode == 0 and 'cutout vs none, 1 epoch(s)' in r.stdout and 'paired over 3 seeds' in r.stdout, r.stdout[-3000:]
+
+@pytest.mark.parametrize('args,msg', [
+    (['--data', '/no/such/folder'], 'is not a folder'), (['--shard', '3/2', '--out', 'x'], '--shard: shard K/N needs 1 <= K <= N'),
+    (['--shard', '1/2'], 'need --out'), (['--stats', 'cifar'], "--stats must be 'imagenet' or 'measure'"),
+    (['--profile', 'huge'], '--profile must be one of')])
+def test_compare_rejects_bad_options(args, msg):
+    r = run([str(BIN/'sprinkles-compare')] + args)
+    assert r.returncode != 0 and msg in r.stderr, r.stderr[-2000:]
+
+def test_compare_names_the_folder_of_bad_data(tmp_path):
+    from test_data import make_folder
+    root = make_folder(tmp_path/'imgs', classes=('cat',), split=False)
+    r = run([str(BIN/'sprinkles-compare'), '--data', str(root), '--epochs', '1'])
+    assert r.returncode != 0 and str(root) in r.stderr and 'at least two' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    r = run([str(BIN/'sprinkles-compare'), '--data', str(make_folder(tmp_path/'ok')), '--epochs', '1', '--bs', '64'])
+    assert r.returncode != 0 and '--bs 64 is larger than the 18 training images' in r.stderr, r.stderr[-2000:]

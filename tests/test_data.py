@@ -1,5 +1,6 @@
 "Offline data: the order of sources, clear errors, and extraction that never leaves a partial folder"
-import io, os, tarfile
+import io, os, shutil, tarfile
+from collections import Counter
 from pathlib import Path
 import pytest
 from PIL import Image
@@ -109,3 +110,97 @@ def test_host_answers_fails_fast():
 def test_bad_names():
     with pytest.raises(ValueError, match='name must be one of'): d.find_data('mnist')
     with pytest.raises(ValueError, match=r'sample must be in \(0, 1\]'): d.imagenette_dls(sample=0)
+
+# --- any folder of class folders
+
+def make_folder(root, classes=('cat', 'dog', 'owl'), n=6, split=True, seed=0):
+    "Images of mixed modes, sizes and extension case; `split`: train/ and valid/ folders, else class folders only"
+    import random
+    rng = random.Random(seed)
+    modes, exts = ['RGB', 'L', 'RGBA', 'P', 'RGB', 'L'], ['.jpg', '.JPG', '.png', '.PNG', '.JpEg', '.bmp']
+    for sub in (('train', 'valid') if split else ('',)):
+        for c in classes:
+            d = Path(root)/sub/c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n if sub != 'valid' else 2):
+                mode, ext = modes[i % len(modes)], exts[(i + len(c)) % len(exts)]
+                if mode == 'RGBA' and ext.lower() in ('.jpg', '.jpeg', '.bmp'): ext = '.png'
+                if mode == 'P' and ext.lower() in ('.jpg', '.jpeg'): ext = '.png'
+                size = (rng.randint(17, 90), rng.randint(17, 90))
+                Image.new(mode, size, color=rng.randint(0, 255) if mode in ('L', 'P') else tuple(rng.randint(0, 255) for _ in mode)).save(d/f'{i}{ext}')
+    return Path(root)
+
+def test_folder_with_mixed_modes_sizes_and_extensions(tmp_path):
+    root = make_folder(tmp_path/'imgs')
+    dls = d.folder_dls(root, size=24, bs=4, num_workers=0)
+    assert dls.vocab == ['cat', 'dog', 'owl'] and len(dls.train_ds) == 18 and len(dls.valid_ds) == 6
+    x, y = dls.one_batch()
+    assert x.shape == (4, 3, 24, 24)
+    xv, _ = dls.valid.one_batch()
+    assert xv.shape[1:] == (3, 24, 24)
+
+def test_folder_without_split_uses_valid_pct_with_a_fixed_seed(tmp_path):
+    root = make_folder(tmp_path/'imgs', split=False, n=10)
+    f1, v1 = d.folder_items(root, valid_pct=0.3)
+    f2, v2 = d.folder_items(root, valid_pct=0.3)
+    assert v1 == v2 and len(v1) == 9 and len(f1) == 30
+    assert d.folder_items(root)[1] != v1 and len(d.folder_items(root)[1]) == 6  # the default 0.2
+    with pytest.raises(d.DataFolderError, match='valid_pct must be in'): d.folder_items(root, valid_pct=1.5)
+    with pytest.raises(d.DataFolderError, match='already split'): d.folder_items(make_folder(tmp_path/'s'), valid_pct=0.3)
+
+def test_val_and_test_folders_are_found(tmp_path):
+    root = make_folder(tmp_path/'imgs')
+    (root/'valid').rename(root/'val')
+    assert len(d.folder_items(root)[1]) == 6
+
+@pytest.mark.parametrize('case,match', [
+    ('missing', 'does not exist'), ('file', 'is not a folder'), ('empty', 'holds no image files'),
+    ('one class', 'at least two'), ('loose', 'outside class folders'), ('train only', 'no valid'),
+    ('valid class unknown', 'have no training images'), ('empty valid', 'holds no image files')])
+def test_folder_errors_name_the_path(tmp_path, case, match):
+    root = tmp_path/'data'
+    if case == 'file': root.write_text('x')
+    elif case == 'empty': root.mkdir()
+    elif case == 'one class': make_folder(root, classes=('cat',), split=False)
+    elif case == 'loose': make_folder(root, split=False); Image.new('RGB', (8, 8)).save(root/'stray.png')
+    elif case == 'train only': make_folder(root); shutil.rmtree(root/'valid')
+    elif case == 'valid class unknown': make_folder(root); shutil.copytree(root/'valid'/'cat', root/'valid'/'yak')
+    elif case == 'empty valid': make_folder(root); shutil.rmtree(root/'valid'); (root/'valid'/'cat').mkdir(parents=True)
+    with pytest.raises(d.DataFolderError, match=match) as e: d.folder_items(root)
+    assert str(root) in str(e.value)
+
+def test_unreadable_image_is_reported_and_skipped_before_training(tmp_path):
+    root = make_folder(tmp_path/'imgs')
+    bad = root/'train'/'dog'/'broken.jpg'
+    bad.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    lines = []
+    kept = d.readable(d.folder_items(root)[0], log=lines.append)
+    assert bad not in kept and len(kept) == 24
+    assert len(lines) == 1 and str(bad) in lines[0] and 'skipped 1 unreadable' in lines[0]
+    dls = d.folder_dls(root, size=16, bs=6, num_workers=0)
+    assert bad not in dls.train.items and len(dls.train_ds) == 18
+    for _ in dls.train: pass  # a whole epoch, no crash
+
+def test_per_class_and_valid_n_subsets(tmp_path):
+    root = make_folder(tmp_path/'imgs', n=6)
+    files, valid = d.folder_items(root)
+    keep = d.select_items(files, valid, per_class=4, valid_n=3)
+    train = [f for f in keep if f not in valid]
+    assert sorted(Counter(f.parent.name for f in train).values()) == [4, 4, 4] and len([f for f in keep if f in valid]) == 3
+    assert keep == [f for f in files if f in set(keep)]  # the original order
+    assert keep == d.select_items(files, valid, per_class=4, valid_n=3)  # seeded
+    with pytest.raises(ValueError, match='fewer training images'): d.select_items(files, valid, per_class=7)
+    with pytest.raises(ValueError, match='only 6 validation'): d.select_items(files, valid, valid_n=7)
+    with pytest.raises(ValueError, match='per_class must be'): d.select_items(files, valid, per_class=0)
+
+def test_measured_stats(tmp_path):
+    root = tmp_path/'grey'
+    for c, v in (('dark', 50), ('light', 200)):
+        (root/c).mkdir(parents=True)
+        for i in range(5): Image.new('L', (20, 30), color=v).save(root/c/f'{i}.png')
+    mean, std = d.measure_stats(d.folder_items(root, valid_pct=0.2)[0], size=8)
+    assert mean == pytest.approx([125/255]*3, abs=0.1) and all(s > 0.2 for s in std)
+    dls = d.folder_dls(root, size=8, bs=2, valid_pct=0.2, stats='measure', num_workers=0)
+    norm = [t for t in dls.train.after_batch.fs if type(t).__name__ == 'Normalize'][0]
+    assert norm.mean.flatten().tolist() != pytest.approx([0.485, 0.456, 0.406], abs=0.01)
+    with pytest.raises(ValueError, match="stats must be"): d.folder_dls(root, size=8, valid_pct=0.2, stats='cifar')
