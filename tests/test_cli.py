@@ -96,3 +96,12 @@ def test_compare_names_the_folder_of_bad_data(tmp_path):
     assert r.returncode != 0 and str(root) in r.stderr and 'at least two' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
     r = run([str(BIN/'sprinkles-compare'), '--data', str(make_folder(tmp_path/'ok')), '--epochs', '1', '--bs', '64'])
     assert r.returncode != 0 and '--bs 64 is larger than the 18 training images' in r.stderr, r.stderr[-2000:]
+
+def test_compare_quick_profile_on_cifar10(tmp_path):
+    r = run([str(BIN/'sprinkles-compare'), '--data', 'cifar10', '--profile', 'quick', '--aug', 'progressive', '--runs', '2',
+             '--out', str(tmp_path/'c')], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = [json.loads(l) for l in (tmp_path/'c'/'runs.jsonl').read_text().splitlines()]
+    assert {r['setup']['data'] for r in runs} == {'cifar10'} and {r['config'] for r in runs} == {'none', 'progressive'}
+    assert len({r['n_valid'] for r in runs}) == 1 and 100 < runs[0]['n_valid'] < 300  # about 2% of the 10,000 test images, the same for every run
+    assert 'progressive vs none, 1 epoch(s)' in (tmp_path/'c'/'conclusions.txt').read_text()
