@@ -83,7 +83,7 @@ def f_cutmix():
     from fastai_sprinkles.cutmix import cutmix
     x, out = _x(B=6), {}
     for i, kw in enumerate([dict(), dict(alpha=.4, p=.5), dict(per_sample=False), dict(pairing='roll'),
-                            dict(mixed=torch.tensor([True, False, True, True, False, True]))]):
+                            dict(which=torch.tensor([True, False, True, True, False, True]))]):
         torch.manual_seed(i)
         r = cutmix(x, **kw)
         out[f'case{i}'] = dict(x=r.x, lam=r.lam, perm=r.perm, boxes=tuple(r.boxes))
@@ -99,7 +99,8 @@ class PatchNet(nn.Module):
         return (x[:, None]*self.w).sum((2, 3, 4))
 
 def f_saliency():
-    from fastai_sprinkles.saliency import saliency, lowres_saliency, integral_image, region_scores, choose_regions
+    from fastai_sprinkles.saliency import saliency, lowres_saliency
+    from fastai_sprinkles.boxes import integral_image, region_scores, choose_regions
     m, x, y = PatchNet(), _x(B=4, H=16, W=16), torch.tensor([0, 1, 2, 1])
     s = saliency(m, x, y)
     S = integral_image(s)
@@ -151,7 +152,7 @@ def _fit(cbs, epochs=2, **kw):
 def _cfg(name):
     "The callbacks of configuration `name`, made after the learner's seed: the order a sweep makes them in"
     import fastai_sprinkles.all as fs
-    CutMix = getattr(fs, 'CutMix', None) if getattr(fs, 'CutMix', None) is not None and fs.CutMix.__module__.startswith('fastai_sprinkles') else fs.CutMixer
+    CutMix = fs.CutMix
     return {
         'progressive':        lambda: [fs.ProgressiveSprinkles()],
         'progressive-frosted': lambda: [fs.ProgressiveSprinkles(fill='noise', opacity=.7)],

@@ -10,12 +10,12 @@ from torch.utils.data import TensorDataset
 import fastai.callback.progress  # Learner.no_bar
 from fastai.basics import Learner, DataLoaders, TfmdDL, CrossEntropyLossFlat
 from fastai.callback.schedule import SchedLin
-from fastai.callback.mixup import CutMix
+from fastai.callback.mixup import CutMix as FastaiCutMix
 
 from fastai_sprinkles.boxes import sprinkle, paint, sample_boxes
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.cutmix import CutMixer, cutmix, OneOf
+from fastai_sprinkles.cutmix import CutMix, cutmix, OneOf
 from fastai_sprinkles.saliency import SaliencyHook, saliency, lowres_saliency, choose_regions
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix, KeepSprinkles, SelectivePaste, keep_boxes
 
@@ -37,9 +37,9 @@ CALLS = {  # a valid call of every function; each case replaces (or adds) one ar
     'sample_boxes': lambda **kw: sample_boxes(**{**dict(B=4, H=16, W=16), **kw}),
     'ProgressiveSprinkles': lambda **kw: ProgressiveSprinkles(**kw),
     'Annealer': lambda **kw: Annealer(**{**dict(scheds={'bs': 16}), **kw}),
-    'CutMixer': lambda **kw: CutMixer(**kw),
+    'CutMix': lambda **kw: CutMix(**kw),
     'cutmix': lambda **kw: cutmix(**{**dict(x=X), **kw}),
-    'OneOf': lambda **kw: OneOf(**{**dict(augs=[CutMixer(), ProgressiveSprinkles()]), **kw}),
+    'OneOf': lambda **kw: OneOf(**{**dict(augs=[CutMix(), ProgressiveSprinkles()]), **kw}),
     'SaliencyHook': lambda **kw: SaliencyHook(**kw),
     'saliency': lambda **kw: saliency(**{**dict(model=NET, x=X, y=Y), **kw}),
     'lowres_saliency': lambda **kw: lowres_saliency(**{**dict(model=NET, x=X, y=Y), **kw}),
@@ -50,8 +50,8 @@ CALLS = {  # a valid call of every function; each case replaces (or adds) one ar
     'choose_regions': lambda **kw: choose_regions(**{**dict(scores=SCORES, valid=VALID), **kw}),
     'keep_boxes': lambda **kw: keep_boxes(**{**dict(sal=SAL, h=4, w=4), **kw}),
 }
-ENV = dict(torch=torch, nan=nan, inf=inf, SchedLin=SchedLin, CutMixer=CutMixer, ProgressiveSprinkles=ProgressiveSprinkles,
-           CutMix=CutMix, SaliencyHook=SaliencyHook, KeepCutout=KeepCutout, KeepCutMix=KeepCutMix,
+ENV = dict(torch=torch, nan=nan, inf=inf, SchedLin=SchedLin, CutMix=CutMix, ProgressiveSprinkles=ProgressiveSprinkles,
+           FastaiCutMix=FastaiCutMix, SaliencyHook=SaliencyHook, KeepCutout=KeepCutout, KeepCutMix=KeepCutMix,
            KeepSprinkles=KeepSprinkles, SelectivePaste=SelectivePaste, OneOf=OneOf)
 
 T, V = 'TypeError', 'ValueError'
@@ -139,14 +139,14 @@ CASES = [  # (function, parameter, bad value, other arguments, error type, part 
     ('Annealer', 'lr_scale', "'linear'", "scheds={'progressive_sprinkles.p': .5}", V, "lr_scale='linear' needs a 'bs' key in scheds"),
     ('Annealer', 'ref_bs', '0', '', V, 'ref_bs must be an int >= 1 or None'),
     ('Annealer', 'ref_bs', 'True', '', V, 'ref_bs must be an int >= 1 or None'),
-    ('CutMixer', 'alpha', '0', '', V, 'alpha must be a finite number > 0'),
-    ('CutMixer', 'alpha', 'inf', '', V, 'alpha must be a finite number > 0'),
-    ('CutMixer', 'alpha', 'nan', '', V, 'alpha must be a finite number > 0'),
-    ('CutMixer', 'alpha', 'True', '', V, 'alpha must be a finite number > 0'),
-    ('CutMixer', 'p', '-0.1', '', V, 'p must be in [0, 1]'),
-    ('CutMixer', 'p', 'nan', '', V, 'p must be in [0, 1]'),
-    ('CutMixer', 'per_sample', "'no'", '', T, 'per_sample must be True or False'),
-    ('CutMixer', 'pairing', "'random'", '', V, "pairing must be 'auto' or one of ('shuffle', 'roll')"),
+    ('CutMix', 'alpha', '0', '', V, 'alpha must be a finite number > 0'),
+    ('CutMix', 'alpha', 'inf', '', V, 'alpha must be a finite number > 0'),
+    ('CutMix', 'alpha', 'nan', '', V, 'alpha must be a finite number > 0'),
+    ('CutMix', 'alpha', 'True', '', V, 'alpha must be a finite number > 0'),
+    ('CutMix', 'p', '-0.1', '', V, 'p must be in [0, 1]'),
+    ('CutMix', 'p', 'nan', '', V, 'p must be in [0, 1]'),
+    ('CutMix', 'per_sample', "'no'", '', T, 'per_sample must be True or False'),
+    ('CutMix', 'pairing', "'random'", '', V, "pairing must be 'auto' or one of ('shuffle', 'roll')"),
     ('cutmix', 'x', 'torch.rand(4, 16)', '', T, 'x must be a 4-D floating point tensor (B, C, H, W)'),
     ('cutmix', 'x', 'torch.zeros(4, 3, 16, 16, dtype=torch.long)', '', T, 'x must be a 4-D floating point tensor (B, C, H, W)'),
     ('cutmix', 'alpha', '-1', '', V, 'alpha must be a finite number > 0'),
@@ -156,9 +156,9 @@ CASES = [  # (function, parameter, bad value, other arguments, error type, part 
     ('cutmix', 'pairing', "'random'", '', V, "pairing must be one of ('shuffle', 'roll')"),
     ('cutmix', 'place', '3', '', T, 'place must be None or a function of the box sides'),
     ('OneOf', 'augs', '[]', '', V, 'augs must hold at least one augmentation callback'),
-    ('OneOf', 'augs', '[CutMixer]', '', T, 'augs must be callback instances'),
-    ('OneOf', 'augs', '[CutMixer(), CutMixer()]', '', V, 'augs may hold at most one CutMixer'),
-    ('OneOf', 'augs', '[CutMix()]', '', T, "augs must not hold fastai's CutMix"),
+    ('OneOf', 'augs', '[CutMix]', '', T, 'augs must be BatchAugment callbacks'),
+    ('OneOf', 'augs', '[CutMix(), CutMix()]', '', V, 'augs may hold at most one augmentation that mixes labels'),
+    ('OneOf', 'augs', '[FastaiCutMix()]', '', T, "augs must not hold fastai's CutMix"),
     ('OneOf', 'ps', '[0.8, 0.8]', '', V, 'ps must be probabilities in [0, 1] with a sum of at most 1'),
     ('OneOf', 'ps', '[1.]', '', V, 'ps must be a list of 2 numbers, one per augmentation'),
     ('OneOf', 'ps', '[nan, 0.5]', '', V, 'ps must be probabilities in [0, 1]'),
@@ -236,7 +236,7 @@ CASES = [  # (function, parameter, bad value, other arguments, error type, part 
 
 NON_IMAGE = [  # (callbacks, batch): a batch that is not (B, C, H, W) images, given to the image callbacks in a fit
     (cbs, batch) for batch in ('tabular', 'tokens') for cbs in (
-        "[ProgressiveSprinkles()]", "[CutMixer()]", "[OneOf([CutMixer(), ProgressiveSprinkles()])]",
+        "[ProgressiveSprinkles()]", "[CutMix()]", "[OneOf([CutMix(), ProgressiveSprinkles()])]",
         "[SaliencyHook('full')]", "[SaliencyHook('lowres')]", "[SaliencyHook('early', early_layer='0')]",
         "[KeepCutout()]", "[KeepCutMix()]", "[KeepSprinkles()]", "[SelectivePaste(lambda x: x.flip(-1))]",
         "[SaliencyHook('full'), KeepCutMix()]")]
@@ -310,7 +310,7 @@ def test_non_image_batch_is_a_clear_error(cbs, batch):
     assert not moved  # refused before the first step
 
 FUNCS = dict(sprinkle=sprinkle, paint=paint, sample_boxes=sample_boxes, ProgressiveSprinkles=ProgressiveSprinkles,
-             Annealer=Annealer, CutMixer=CutMixer, cutmix=cutmix, OneOf=OneOf, SaliencyHook=SaliencyHook, saliency=saliency,
+             Annealer=Annealer, CutMix=CutMix, cutmix=cutmix, OneOf=OneOf, SaliencyHook=SaliencyHook, saliency=saliency,
              lowres_saliency=lowres_saliency, KeepCutout=KeepCutout, KeepCutMix=KeepCutMix, KeepSprinkles=KeepSprinkles,
              SelectivePaste=SelectivePaste, choose_regions=choose_regions, keep_boxes=keep_boxes)
 

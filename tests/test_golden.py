@@ -8,8 +8,24 @@ from make_golden import GOLDEN, all_cases, case
 
 GOLD = json.loads(GOLDEN.read_text())
 
-# 'case/output path' -> why its output was allowed to change
-CHANGED = {}
+# 'case' or 'case/output path' -> why its values were allowed to change (shapes and dtypes are still checked)
+CHANGED = {
+    'fit:oneof': "OneOf calls each augmentation on the whole batch with `augment(x, which)` instead of on a gathered "
+                 "sub-batch: the draws are batch-sized (no `nonzero`, no host sync), so the random numbers differ",
+    'fit:oneof-sprinkles': "as fit:oneof",
+}
+
+# 'case/output path' -> why the output is now another thing altogether
+REPLACED = {
+    'saliency/scores-centre/1': "region_scores(anchor='centre') returns valid=None (every position is allowed) rather "
+                                "than an all-True tensor, so that callers choose the cheaper path without reading a tensor",
+}
+
+def _under(path:str, keys) -> bool: return any(path == k or path.startswith(k + '/') for k in keys)
+
+def _exempt(path:str) -> bool:
+    "Whether `path` is a value (not a shape or dtype) of an output in `CHANGED`, or any part of one in `REPLACED`"
+    return _under(path, REPLACED) or path.rsplit('/', 1)[-1] in ('sha', 'sum', 'values') and _under(path, CHANGED)
 
 def _diff(got, want, path=''):
     "Paths at which two fingerprints differ"
@@ -24,5 +40,5 @@ def test_every_case_recorded():
 
 @pytest.mark.parametrize('name', all_cases())
 def test_same_batches_as_recorded(name):
-    diffs = [d for d in _diff(json.loads(json.dumps(case(name))), GOLD[name]) if f'{name}{d}' not in CHANGED]
+    diffs = [d for d in _diff(json.loads(json.dumps(case(name))), GOLD[name]) if not _exempt(f'{name}{d}')]
     assert not diffs, f"{name}: these outputs differ from the recorded ones: {diffs[:10]}"
