@@ -46,9 +46,10 @@ class BatchAugment(Callback):
         self._hist, self._shape = defaultdict(list), None
 
     def before_batch(self):
-        "Augment the training batch, checking it once per new shape"
-        x = self.x
+        "Augment the training batch (its first input), checking it once per new shape"
+        x = self.xb[0]
         if getattr(self, '_shape', None) != x.shape: self.check_batch(x); self._shape = x.shape
+        self.log(pct_train=self.pct_train)
         self.learn.xb = (self.augment(x), *self.xb[1:])
 
     def check_batch(self, x:Tensor):
