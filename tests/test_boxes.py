@@ -325,3 +325,22 @@ def test_checks_without_a_batch_at_construction_time():
 def test_paint_rejects_a_mask_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r'mask must have shape \(B, 1, H, W\)'):
         paint(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8, dtype=torch.bool))
+
+# --- invariants other libraries test for their erasing and CutMix ----------------------------------------------------
+
+@pytest.mark.parametrize('fill', ['zero', 'mean', 'noise', 0.5])
+def test_empty_batch(fill):
+    x = torch.zeros(0, 3, 8, 8)
+    s = sprinkle(x, 1., 3, .2, fill, mean=IMAGENET[0], std=IMAGENET[1], return_mask=True, generator=gen())
+    assert s.x.shape == (0, 3, 8, 8) and s.mask.shape == (0, 1, 8, 8) and s.coverage.shape == (0,)
+
+@pytest.mark.parametrize('kw', [dict(fill='noise', opacity=.5, n=4), dict(fill='noise', n=70), dict(fill='noise', opacity=.5, n=70),
+                                dict(fill='noise', n=4), dict(fill='zero', opacity=.5, n=70)])
+def test_backpropagates_through_the_holes(kw):
+    "The gradient of the sum of a sprinkled batch is 1 outside the holes and 1 - opacity inside"
+    x = torch.randn(3, 3, 20, 20, requires_grad=True)
+    op = kw.pop('opacity', 1.)
+    s = sprinkle(x, 1., size=.1, opacity=op, return_mask=True, generator=gen(), **kw)
+    s.x.sum().backward()
+    want = torch.where(s.mask.expand_as(x), torch.tensor(1 - op), torch.tensor(1.))
+    assert torch.allclose(x.grad, want)

@@ -511,3 +511,14 @@ def test_one_of_bad_input():
     oo = OneOf([CutMix(), Mark(1.)])
     with pytest.raises(ValueError, match='ps must be probabilities'): oo.ps = [.9, .9]  # as a bad schedule would: fails when set
     assert oo.ps == [.5, .5]
+
+def test_cutmix_drops_in_for_fastais():
+    "fastai's call works, and after both star imports the later one's `CutMix` is the one in scope"
+    import fastai_sprinkles.cutmix as ours
+    ns = {}
+    exec('from fastai.vision.all import *\nfrom fastai_sprinkles.all import *', ns)
+    assert ns['CutMix'] is ours.CutMix
+    exec('from fastai_sprinkles.all import *\nfrom fastai.vision.all import *', ns)
+    assert ns['CutMix'] is FastaiCutMix
+    cm = ours.CutMix(alpha=.4)
+    assert (cm.alpha, cm.p, cm.per_sample) == (.4, 1., True)

@@ -411,3 +411,25 @@ def test_grid_reaches_the_placement(make):
         tops[g] = set(b[:, 0].tolist()) | set(b[:, 1].tolist())
     assert tops[4] <= {0, 8, 16, 24}
     assert not tops[32] <= {0, 8, 16, 24}  # every pixel is a candidate centre by default at 32 px
+
+class TwoPatchNet(nn.Module):
+    "Class 0 looks only at rows 2:6, cols 2:6; class 1 only at rows 10:14, cols 9:13"
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2, 3, 16, 16))
+        self.w.data[0, :, 2:6, 2:6] = 1.
+        self.w.data[1, :, 10:14, 9:13] = 2.
+    def forward(self, x): return (x[:, None]*self.w).sum((2, 3, 4))
+
+def test_saliency_follows_the_label_not_the_top_logit():
+    "Each image's map lights the region its own label's class looks at, even where the other class scores higher"
+    net, A, B = TwoPatchNet(), torch.zeros(16, 16, dtype=torch.bool), torch.zeros(16, 16, dtype=torch.bool)
+    A[2:6, 2:6], B[10:14, 9:13] = True, True
+    x = torch.ones(4, 3, 16, 16)  # class 1 has the larger logit for every image
+    y = torch.tensor([0, 1, 0, 1])
+    assert (net(x).argmax(1) == 1).all()
+    s = saliency(net, x, y)
+    for i, lab in enumerate(y.tolist()):
+        assert torch.equal(s[i] > 0, A if lab == 0 else B)
+    soft = saliency(net, x, torch.nn.functional.one_hot(y, 2).float())  # float targets weigh the logits alike
+    assert torch.equal(soft, s)
