@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 from .checks import (as_range, check_x, check_flag, check_generator, check_int, check_prob, check_paint_args,
-                     check_sprinkle_args, check_tau, _desc)
+                     check_sprinkle_args, check_tau, check_which, _desc)
 
 # %% auto #0
 __all__ = ['HOST_PATHS', 'BOX_BITS', 'Boxes', 'clip_boxes', 'on_host', 'check_where', 'place_boxes', 'sample_boxes',
@@ -101,7 +101,7 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
     if not isinstance(size, Tensor):
         slo, shi = as_range(size, 'size')
         if not (slo > 0 and shi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
-    check_generator(generator); check_where(where, B, H, W, stride)
+    check_generator(generator); check_where(where, B, H, W, stride); check_which(which, B)
     return _sample_boxes(B, H, W, n, size, p, generator, torch.device(device or 'cpu'), where, stride, which)
 
 def _sample_boxes(B, H, W, n, size, p, generator, device, where=None, stride=1, which=None) -> Boxes:
@@ -187,7 +187,7 @@ def choose_regions(scores:Tensor, # (B, Hc, Wc) region scores, from `region_scor
                    generator:torch.Generator|None=None, # source of the draws
                   ) -> tuple:
     "`(rows, cols)`, each (B,): one admissible position per image, drawn uniformly among them"
-    check_tau(tau); check_flag(above, 'above')
+    check_tau(tau); check_flag(above, 'above'); check_generator(generator)
     if not isinstance(scores, Tensor) or scores.ndim != 3: raise ValueError(f"scores must be a (B, H, W) tensor, got {_desc(scores)}")
     if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape):
         raise ValueError(f"valid must be None or a bool tensor of the shape of scores {tuple(scores.shape)}, got {_desc(valid)}")
@@ -362,7 +362,7 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
     "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
     check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
     check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator)
-    check_where(where, x.shape[0], *x.shape[2:], stride)
+    check_where(where, x.shape[0], *x.shape[2:], stride); check_which(which, x.shape[0])
     return _sprinkle(x, p, n, size, fill, opacity, mean, std, return_mask, generator, inplace, where, stride, which)
 
 def _sprinkle(x, p, n, size, fill='zero', opacity=1., mean=None, std=None, return_mask=False, generator=None,

@@ -46,7 +46,7 @@ def as_range(v, # a number, or a `(lo, hi)` pair of numbers
     return pair
 
 # %% auto #0
-__all__ = ['FILLS', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'as_range', 'check_x', 'check_flag',
+__all__ = ['FILLS', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'as_range', 'check_x', 'check_flag', 'check_which',
            'check_generator', 'check_paint_args', 'check_sprinkle_args']
 
 # %% ../nbs/09_bad_input.ipynb #af69fa58
@@ -75,6 +75,11 @@ def check_flag(v, name:str, none:bool=False):
     "Raise unless `v` is True or False (or None, if `none`): a string such as 'no' would be read as True"
     if isinstance(v, bool) or none and v is None: return
     raise TypeError(f"{name} must be True or False{' (or None)' if none else ''}, got {v!r}")
+
+def check_which(which, B:int):
+    "Raise unless `which` is None or a `(B,)` bool tensor (the images an augmentation may change)"
+    if which is None or isinstance(which, Tensor) and which.dtype == torch.bool and which.shape == (B,): return
+    raise ValueError(f"which must be None or a (B,) = ({B},) bool tensor, got {_desc(which)}")
 
 def check_generator(generator):
     "Raise unless `generator` is a `torch.Generator` or None"

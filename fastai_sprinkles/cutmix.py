@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 from fastai.callback.mixup import MixHandler, reduce_loss
 from fastai.layers import NoneReduce
-from .checks import check_x, check_flag, check_prob, _is_real, _desc
-from .boxes import Boxes, place_boxes, box_mask, on_host
+from .checks import check_x, check_flag, check_prob, check_which, _is_real, _desc
+from .boxes import Boxes, place_boxes, box_mask, on_host, check_where
 from .sprinkles import BatchAugment
 
 # %% auto #0
@@ -121,12 +121,11 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
     check_x(x); check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
-    B = x.shape[0]
-    if which is not None and (not isinstance(which, Tensor) or which.shape != (B,)):
-        raise ValueError(f"which must be a (B,) = ({B},) bool tensor, got {which!r}")
+    check_which(which, x.shape[0])
     if pairing not in PAIRINGS: raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     if where is not None and not (callable(where) or isinstance(where, Tensor)):
         raise TypeError(f"where must be None, a tensor of weights or a function of the box sides (h, w), got {type(where).__name__}")
+    if not callable(where): check_where(where, x.shape[0], *x.shape[2:], stride)
     return _cutmix(x, alpha, p, per_sample, which, pairing, where, stride)
 
 def _cutmix(x, alpha, p, per_sample=True, which=None, pairing='shuffle', where=None, stride=1) -> CutMixed:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
-from .checks import check_paint_args, check_prob, check_int, check_tau, check_flag, _is_real, _desc
+from .checks import check_paint_args, check_prob, check_int, check_tau, check_flag, check_generator, _is_real, _desc
 from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask, _paint
 from .sprinkles import BatchAugment
 from .cutmix import CutMix
@@ -56,7 +56,7 @@ def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
     for v, name in ((h, 'h'), (w, 'w')):
         if not isinstance(v, Tensor) and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
             raise ValueError(f"{name} must be an int >= 0 or a (B,) tensor of them, got {v!r}")
-    check_tau(tau); check_flag(above, 'above')
+    check_tau(tau); check_flag(above, 'above'); check_generator(generator)
     B, H, W = sal.shape
     where, st = keep_where(sal, h, w, tau, above, grid)
     h, w = (torch.as_tensor(v, device=sal.device).long().expand(B)[:, None] for v in (h, w))

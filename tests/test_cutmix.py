@@ -383,7 +383,7 @@ def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match='p must be in'): cm.p = 1.5
     assert (cm.alpha, cm.p) == (1., 1.)
     with pytest.raises(TypeError, match='x must be a 4-D floating point'): cutmix(torch.zeros(2, 4, 4))
-    with pytest.raises(ValueError, match='which must be'): cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
+    with pytest.raises(ValueError, match='which must be None or a'): cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
 
 @pytest.mark.parametrize('y, msg', [
     (torch.zeros(8, 16, 16, dtype=torch.long), 'integer targets must be one class index per sample'),
