@@ -10,8 +10,11 @@ from collections import Counter, defaultdict
 from typing import Callable
 import torch
 from torch import Tensor
-from fastcore.basics import store_attr
+import matplotlib.pyplot as plt
+from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
+from fastai.learner import Learner
+from fastai.vision.core import show_image
 from fastai.callback.schedule import SchedLin
 from fastai.data.transforms import Normalize
 from .checks import check_x, check_sprinkle_args, check_paint_args
@@ -37,13 +40,17 @@ def normalize_stats(dls):
 # %% ../nbs/03_sprinkles.ipynb #3505cc7a
 class BatchAugment(Callback):
     "Base of the batch augmentations: training batches only, a random stream per process, the normalisation stats"
-    run_valid, mixes_labels, mean, std = False, False, None, None
+    run_valid, mixes_labels, mean, std, at_pct = False, False, None, None, None
     def before_fit(self):
         "Skip `lr_find` and `get_preds`; split the random stream; find the normalisation stats; start the record"
         if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return
         split_rng()
-        self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(self.dls)
+        self.find_stats(self.dls)
         self._hist, self._shape = defaultdict(list), None
+
+    def find_stats(self, dls):
+        "Use the callback's own `mean` and `std`, or those of the `Normalize` of `dls`"
+        self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(dls)
 
     def before_batch(self):
         "Augment the training batch (its first input), checking it once per new shape"
@@ -132,16 +139,17 @@ class ProgressiveSprinkles(BatchAugment):
                              "pass mean and std to ProgressiveSprinkles, or a pixel colour as fill")
 
     def pct(self) -> float:
-        "Fraction of training done at this batch, stair-stepped by `every` or `steps`"
+        "Fraction of training done at this batch (or `at_pct`, when set), stair-stepped by `every` or `steps`"
+        if self.at_pct is not None: return sched_pct(round(self.at_pct*1000), 1000, steps=self.steps)
         return sched_pct(self.epoch, self.n_epoch, self.iter, self.n_iter, self.every, self.steps)
 
     def where(self, x:Tensor, side:int):
         "Where hole centres may go: None for anywhere, or `(weights (B, Hc, Wc), stride)` (see `KeepSprinkles`)"
         return None
 
-    def augment(self, x:Tensor, which:Tensor|None=None, pct:float|None=None) -> Tensor:
-        "Sprinkle `x` with the values at `pct` of training (None: this batch's)"
-        pct = self.pct() if pct is None else pct
+    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "Sprinkle `x` with the values of this point of training"
+        pct = self.pct()
         v = self.values(pct)
         size = max(v['size']) if isinstance(v['size'], (tuple, list)) else v['size']
         where, stride = self.where(x, max(1, round(size*min(x.shape[-2:])))) or (None, 1)
@@ -149,6 +157,45 @@ class ProgressiveSprinkles(BatchAugment):
         self.coverage = res.coverage
         self.log(pct=pct, **v, coverage=res.coverage.mean())
         return res.x
+
+# %% ../nbs/03_sprinkles.ipynb #250d70b1
+def _changed(x0:Tensor, x1:Tensor) -> Tensor:
+    "The fraction of each image's pixels that differ"
+    return (x0 != x1).any(1).float().mean((1, 2))
+
+@patch
+def show_augmented(self:Learner,
+                   pcts:tuple=(0.3, 0.6, 0.9), # fractions of training, one row each
+                   n:int=4, # images per row
+                   figsize:tuple|None=None, # 1.8 inches an image when None
+                  ):
+    "Draw a training batch as the learner's batch augmentations change it at the fractions `pcts` of training"
+    xb, yb = (b := self.dls.train.one_batch())[:self.dls.n_inp], b[self.dls.n_inp:]
+    augs = [c for c in self.cbs.sorted('order') if isinstance(c, BatchAugment)]
+    every = augs + [m for a in augs for m in getattr(a, 'augs', [])]  # `OneOf`'s members too
+    maps = [c for c in self.cbs.sorted('order') if hasattr(c, 'compute') and hasattr(c, 'sal')]  # saliency hooks
+    saved = [(a, a.at_pct, getattr(a, '_hist', None)) for a in every]
+    fig, axs = plt.subplots(len(pcts), n, figsize=figsize or (1.8*n, 1.9*len(pcts)), squeeze=False)
+    try:
+        self.xb, self.yb = xb, yb
+        for h in maps: h.sal = h.compute(xb[0], yb[0])
+        for a in every: a.find_stats(self.dls)
+        for r, pct in enumerate(pcts):
+            x = xb[0]
+            for a in every: a.at_pct = pct
+            for a in augs: x = a.augment(x)
+            cov, imgs = _changed(xb[0], x), self.dls.decode((x,))[0]
+            lam = next((a.lam for a in every if a.mixes_labels and a.lam is not None), None)
+            for i, ax in enumerate(axs[r]):
+                show_image(imgs[i], ax=ax)
+                if maps: ax.imshow(maps[0].sal[i].cpu(), cmap='magma', alpha=0.3)
+                ax.set_title(f"{pct:.0%}: {cov[i]:.0%}" + (f", λ={lam[i]:.2f}" if lam is not None else ''), fontsize=8)
+    finally:
+        for a, at, h in saved:
+            a.at_pct = at
+            if h is not None: a._hist = h
+        for h in maps: h.sal = None
+    fig.tight_layout()
 
 # %% ../nbs/03_sprinkles.ipynb #e62efc6c
 def mean_coverage(cb:ProgressiveSprinkles, # the callback whose values are measured
