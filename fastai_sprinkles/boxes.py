@@ -208,6 +208,16 @@ def _mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> 
     m = d.view(B, H+1, W1)[:, :H, :W].cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32).unsqueeze(1) > 0
     return m if dtype == torch.bool else m.to(dtype)
 
+def _mask_one(box:Tensor, valid:Tensor|None, H:int, W:int, dtype=torch.bool) -> Tensor:
+    "The mask of one box `(B, 4)` per image: the outer product of its rows and columns (uint8: vectorised, unlike `&`)"
+    y0, x0, y1, x1 = box.unbind(-1)
+    r, c = torch.arange(H, device=box.device), torch.arange(W, device=box.device)
+    rows = (r >= y0[:, None]) & (r < y1[:, None])
+    if valid is not None: rows &= valid[:, None]
+    cols = (c >= x0[:, None]) & (c < x1[:, None])
+    m = (rows.to(torch.uint8)[:, :, None]*cols.to(torch.uint8)[:, None, :]).view(torch.bool).unsqueeze(1)
+    return m if dtype == torch.bool else m.to(dtype)
+
 BOX_BITS = 62  # boxes per image whose sets fit in one int64
 
 def box_sets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
@@ -261,6 +271,7 @@ def box_mask(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes` or `clip_bo
              dtype=torch.bool, # bool, or a float type for a 0/1 mask ready to multiply
             ) -> Tensor:
     "Union of the valid `boxes` as a `(B, 1, H, W)` mask, True (1) inside the holes"
+    if boxes.shape[1] == 1: return _mask_one(boxes[:, 0], None if valid is None else valid[:, 0], H, W, dtype)
     if boxes.shape[1] > BOX_BITS: return _mask_cumsum(boxes, valid, H, W, dtype)
     run, cols = box_runs(boxes, valid, H, W)  # each row of the mask is its run's row of hole columns
     B, R = cols.shape[:2]

@@ -161,7 +161,7 @@ class ProgressiveSprinkles(BatchAugment):
 # %% ../nbs/03_sprinkles.ipynb #250d70b1
 def _changed(x0:Tensor, x1:Tensor) -> Tensor:
     "The fraction of each image's pixels that differ"
-    return (x0 != x1).any(1).float().mean((1, 2))
+    return (x0 != x1).any(1).float().mean((1, 2)).as_subclass(Tensor)
 
 @patch
 def show_augmented(self:Learner,
@@ -184,8 +184,8 @@ def show_augmented(self:Learner,
             x = xb[0]
             for a in every: a.at_pct = pct
             for a in augs: x = a.augment(x)
-            cov, imgs = _changed(xb[0], x), self.dls.decode((x,))[0]
-            lam = next((a.lam for a in every if a.mixes_labels and a.lam is not None), None)
+            cov, imgs = _changed(xb[0], x).tolist(), self.dls.decode((x,))[0]
+            lam = next((a.lam.tolist() for a in every if a.mixes_labels and a.lam is not None), None)
             for i, ax in enumerate(axs[r]):
                 show_image(imgs[i], ax=ax)
                 if maps: ax.imshow(maps[0].sal[i].cpu(), cmap='magma', alpha=0.3)
