@@ -8,7 +8,7 @@ from fastai.vision.all import DataLoaders, TfmdDL, Callback
 import fastai_sprinkles.compare as C
 from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, mean_ci,
                                       welch_p, summarize, equal_time, acc_at_time, conclusions, format_table)
-from fastai_sprinkles.cutmix import CutMixer, OneOf
+from fastai_sprinkles.cutmix import CutMix, OneOf
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 
 def tiny_dls(bs=16, n=96):
@@ -142,7 +142,7 @@ def test_equal_time_on_constructed_runs():
 # --- timing and configurations
 
 def test_runstats_times_the_augmentation_once_and_unwraps():
-    sp, cm = Sleepy(), CutMixer()
+    sp, cm = Sleepy(), CutMix()
     res = train_run(tiny_dls, cbs=[OneOf([sp, cm], ps=[.5, .5])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     n_batches = 2*4
     assert res['aug_s'] >= n_batches*2e-3  # the nested Sleepy, inside OneOf's timed before_batch
