@@ -11,7 +11,7 @@ fastai's `CutMix`.
 
 How each is driven:
 * ours: `cutmix(x, pairing=...)` (the function) with random partners ('shuffle': copies the permuted batch) and
-  partners k places on ('roll': no copy), and `CutMixer.before_batch` on a minimal fake learner whose training
+  partners k places on ('roll': no copy), and `CutMix.before_batch` on a minimal fake learner whose training
   DataLoader shuffles, so that its default `pairing='auto'` rolls (this adds the target check). All return a new
   batch and leave `x` alone. The label side (two loss evaluations in `after_loss`) is not timed: it costs
   microseconds on 64x10 logits.
@@ -30,30 +30,30 @@ warnings.filterwarnings('ignore')
 import torch
 from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
-from fastai_sprinkles.cutmix import cutmix, CutMixer, cutmix_boxes, sample_lam, partners, one_box_mask
+from fastai_sprinkles.cutmix import cutmix, CutMix, cutmix_boxes, sample_lam, partners
 from fastai_sprinkles.boxes import box_mask
 
 B, C, H, W, N_CLS = 64, 3, 160, 160, 10
 FASTAI = 'fastai CutMix.before_batch'
-OURS = 'ours CutMixer.before_batch'
+OURS = 'ours CutMix.before_batch'
 
 def fake_learner(x, y, loss_func):
     "Just what a mixing callback reads and writes, with a training DataLoader that shuffles"
-    return SimpleNamespace(xb=(x,), yb=(y,), x=x, y=y, loss_func=loss_func, training=True,
+    return SimpleNamespace(xb=(x,), yb=(y,), x=x, y=y, loss_func=loss_func, training=True, pct_train=0.,
                            dl=SimpleNamespace(shuffle=True))
 
 def methods(dev, x, y):
     "name -> (callable, boxes, in place)"
-    from fastai.callback.mixup import CutMix
+    from fastai.callback.mixup import CutMix as FastaiCutMix
     from fastai.losses import CrossEntropyLossFlat
     from timm.data.mixup import Mixup
     import torchvision.transforms.v2 as T
     import kornia.augmentation as K
     buf = x.clone()  # the in-place methods paste into this buffer: their cost does not depend on its values
-    fa = CutMix(1.)
+    fa = FastaiCutMix(1.)
     fa.learn = fake_learner(buf, y, CrossEntropyLossFlat())
     fa.before_train()  # as in fit: takes over the loss (y_int), so the labels are mixed through the loss
-    ours_cb = CutMixer(1.)
+    ours_cb = CutMix(1.)
     ours_cb.learn = fake_learner(x, y, CrossEntropyLossFlat())
     def ours_before_batch():
         ours_cb.learn.xb = (x,)
@@ -89,7 +89,7 @@ def bench_peers(dev, repeats):
         med, mn = times[k]
         print(f"| {k:30s} | {boxes:9s} | {inplace:8s} | {med:9.2f} | {mn:6.2f} | {med/ref:8.2f} |")
     ours = times[OURS][0]
-    print(f"\ntarget, per-sample CutMix (CutMixer's default) no slower than fastai's per-batch CutMix: {ours:.2f} vs "
+    print(f"\ntarget, per-sample CutMix (CutMix's default) no slower than fastai's per-batch CutMix: {ours:.2f} vs "
           f"{ref:.2f} ms = {ours/ref:.2f}x fastai's time ({'MET' if ours <= ref else 'MISSED'})")
     sh = times["ours cutmix, 'shuffle'"][0]
     print(f"with random partners ('shuffle', used when the DataLoader does not shuffle): {sh:.2f} ms = {sh/ref:.2f}x")
@@ -132,8 +132,7 @@ def bench_paste(dev, repeats):
            'clone + index only the pasted pixels': index_pixels,
            'clone + masked_scatter_': masked_scatter,
            '(part) x[perm] alone': lambda: x[perm],
-           '(part) box_mask(boxes, valid, H, W)': lambda: box_mask(boxes, valid[:, None], H, W),
-           '(part) one_box_mask(boxes, valid, H, W)': lambda: one_box_mask(boxes[:, 0], valid, H, W)}
+           '(part) box_mask(boxes, valid, H, W)': lambda: box_mask(boxes, valid[:, None], H, W)}
     ref = where_new()
     for name, f in fns.items():
         if not name.startswith('(part)'): assert torch.equal(f(), torch.where(mask, x[rolled], x) if 'roll' in name else ref), name

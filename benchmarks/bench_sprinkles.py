@@ -15,7 +15,16 @@ warnings.filterwarnings('ignore')
 import numpy as np, torch
 from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
-from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask_bmm, box_mask_cumsum, box_mask_runs, BOX_BITS
+from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask, _mask_cumsum, BOX_BITS
+
+def box_mask_bmm(boxes, valid, H, W, dtype=torch.bool):
+    "The union of the boxes by a batched matrix product of row and column indicators: the mask builder the library does not use"
+    y0, x0, y1, x1 = boxes.unbind(-1)
+    r, c = torch.arange(H, device=boxes.device), torch.arange(W, device=boxes.device)
+    rows = (r >= y0[..., None]) & (r < y1[..., None])
+    if valid is not None: rows &= valid[..., None]
+    cnt = torch.bmm(rows.transpose(1, 2).float(), ((c >= x0[..., None]) & (c < x1[..., None])).float()).unsqueeze(1)
+    return cnt > 0 if dtype == torch.bool else cnt.clamp_(max=1).to(dtype)
 
 B, C, H, W = 64, 3, 160, 160
 N_HOLES, SIZE = 16, 0.1  # 16 holes of 16 px per 160 px image
@@ -127,7 +136,8 @@ def bench_compiled(dev, repeats):
 
 def bench_pieces(dev, repeats):
     "The steps of the in-place frosted and zero sprinkles, timed apart in the same rounds as timm and the floor"
-    from fastai_sprinkles.boxes import check_sprinkle_args, hole_offsets, box_mask, fill_values
+    from fastai_sprinkles.checks import check_sprinkle_args
+    from fastai_sprinkles.boxes import hole_offsets, fill_values
     from timm.data.random_erasing import RandomErasing as TimmRE
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(B, C, H, W, device=dev, generator=g)
@@ -145,7 +155,7 @@ def bench_pieces(dev, repeats):
         f'frosted: torch.randn for the holes ({len(z):,} numbers)': lambda: torch.randn(len(z), device=dev),
         'frosted: write, index_copy_ per channel': lambda: [x.view(-1)[c*H*W:].index_copy_(0, at, zc) for c, zc in enumerate(z.view(C, -1))],
         'zero: box_mask, float (runs + index_select)': lambda: box_mask(*bx, H, W, torch.float32),
-        'zero: coverage (sum of the mask)': lambda: w.view(B, -1).sum(1),
+        'zero: coverage (sum of the mask)': lambda: w.flatten(1).sum(1),
         'zero: fill_values': lambda: fill_values('zero', C, device=dev),
         'zero: blend, lerp_': lambda: x.lerp_(fill, w),
         'whole frosted sprinkle, in place': lambda: sprinkle(x, 1., N_HOLES, SIZE, 'noise', inplace=True),
@@ -162,15 +172,15 @@ def bench_masks(dev, repeats):
     "The three ways of building the hole mask, by boxes per image"
     g = torch.Generator(device=dev).manual_seed(0)
     print(f"\n## {dev.type}: hole mask (B={B}, {H}x{W}), median ms\n")
-    print("| boxes/img | bmm (box_mask_bmm) | difference array (box_mask_cumsum) | runs (box_mask_runs) |")
+    print("| boxes/img | bmm (box_mask_bmm, here) | difference array (_mask_cumsum) | runs (box_mask) |")
     print("|---:|---:|---:|---:|")
     for k in (1, 4, 16, 32, 48, 64, 128, 256):
         bx = sample_boxes(B, H, W, k, SIZE, generator=g, device=dev)
-        assert torch.equal(box_mask_bmm(*bx, H, W), box_mask_cumsum(*bx, H, W))
-        fns = {'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32), 'cumsum': lambda: box_mask_cumsum(*bx, H, W, torch.float32)}
+        assert torch.equal(box_mask_bmm(*bx, H, W), _mask_cumsum(*bx, H, W))
+        fns = {'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32), 'cumsum': lambda: _mask_cumsum(*bx, H, W, torch.float32)}
         if k <= BOX_BITS:
-            assert torch.equal(box_mask_runs(*bx, H, W), box_mask_cumsum(*bx, H, W))
-            fns['runs'] = lambda: box_mask_runs(*bx, H, W, torch.float32)
+            assert torch.equal(box_mask(*bx, H, W), _mask_cumsum(*bx, H, W))
+            fns['runs'] = lambda: box_mask(*bx, H, W, torch.float32)
         t = run_rounds(fns, dev, repeats)
         runs = f"{t['runs'][0]:.2f}" if 'runs' in t else '(over 62 boxes)'
         print(f"| {k} | {t['bmm'][0]:.2f} | {t['cumsum'][0]:.2f} | {runs} |")

@@ -1,9 +1,9 @@
-"Everything public: `from fastai_sprinkles.all import *`"
+"The augmentations, for `from fastai_sprinkles.all import *`: the sweep harness (`compare`) is imported on its own"
 from .data import *
+from .checks import *
 from .boxes import *
 from .anneal import *
 from .sprinkles import *
 from .cutmix import *
 from .saliency import *
 from .keep import *
-from .compare import *

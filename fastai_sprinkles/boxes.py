@@ -6,117 +6,20 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/boxes.html.md"""
 
 # %% ../nbs/01_boxes.ipynb #439a3ed1
 from __future__ import annotations
-import numbers
 from typing import NamedTuple
+import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
+from .checks import (as_range, check_x, check_flag, check_generator, check_int, check_prob, check_paint_args,
+                     check_sprinkle_args, check_tau, check_which, _desc)
 
 # %% auto #0
-__all__ = ['FILLS', 'BOX_BITS', 'as_range', 'check_x', 'check_flag', 'check_generator', 'check_where', 'check_paint_args',
-           'check_sprinkle_args', 'split_rng', 'Boxes', 'clip_boxes', 'sample_boxes', 'box_mask_bmm', 'box_mask_cumsum',
-           'box_sets', 'box_runs', 'box_mask_runs', 'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled',
-           'sprinkle']
-
-# %% ../nbs/01_boxes.ipynb #ba3fd741
-def _is_real(v) -> bool:
-    "Whether `v` is a real number (and not a bool)"
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-def as_range(v, # a number, or a `(lo, hi)` pair of numbers
-             name:str, # the parameter's name, for error messages
-             integer:bool=False, # whether the numbers must be ints
-            ) -> tuple:
-    "`v` as a `(lo, hi)` pair; raise if it has the wrong form or is inverted"
-    ok = (lambda o: isinstance(o, numbers.Integral) and not isinstance(o, bool)) if integer else _is_real
-    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2 or not all(ok(o) for o in pair):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'} or a (lo, hi) pair of them, got {v!r}")
-    if pair[0] > pair[1]: raise ValueError(f"{name}={pair} is inverted: lo must be <= hi")
-    return pair
-
-# %% ../nbs/01_boxes.ipynb #e4d62336
-FILLS = ('zero', 'mean', 'noise')
-
-def _n_values(v, name:str):
-    "How many values a channel statistic has (None for a plain number); raise if it is not finite numbers"
-    if _is_real(v): n = None
-    elif isinstance(v, Tensor) and v.is_floating_point() or isinstance(v, (tuple, list)) and v and all(map(_is_real, v)):
-        n = len(v) if isinstance(v, (tuple, list)) else v.numel()
-    else: raise TypeError(f"{name} must be a number, or a sequence or tensor with one value per channel, got {v!r}")
-    if not bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all()): raise ValueError(f"{name} must be finite, got {v!r}")
-    return n
-
-def check_x(x:Tensor):
-    "Raise unless `x` is a 4-D floating point tensor `(B, C, H, W)`"
-    if isinstance(x, Tensor) and x.ndim == 4 and x.is_floating_point(): return
-    got = f"a {x.ndim}-D {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-    raise TypeError(f"x must be a 4-D floating point tensor (B, C, H, W), got {got}")
-
-def check_flag(v, name:str, none:bool=False):
-    "Raise unless `v` is True or False (or None, if `none`): a string such as 'no' would be read as True"
-    if isinstance(v, bool) or none and v is None: return
-    raise TypeError(f"{name} must be True or False{' (or None)' if none else ''}, got {v!r}")
-
-def check_generator(generator):
-    "Raise unless `generator` is a `torch.Generator` or None"
-    if generator is None or isinstance(generator, torch.Generator): return
-    raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-def check_where(where, B:int, H:int, W:int):
-    "Raise unless `where` is None or a `(B, H, W)` tensor"
-    if where is None or isinstance(where, Tensor) and where.shape == (B, H, W): return
-    got = tuple(where.shape) if isinstance(where, Tensor) else type(where).__name__
-    raise ValueError(f"where must be None or a (B, H, W) = {(B, H, W)} tensor of weights, got {got}")
-
-# %% ../nbs/01_boxes.ipynb #6dc6843b
-def check_paint_args(fill='zero', # one of `FILLS`, or a pixel colour: a number or one per channel
-                     opacity:float=1., # in (0, 1]
-                     mean=None, # normalisation mean per channel, or None
-                     std=None, # normalisation std per channel, or None
-                     x:Tensor=None, # the batch, when known: checks its form and channel count
-                    ):
-    "Raise a clear error if an argument of `paint` is invalid"
-    if x is not None: check_x(x)
-    C = None if x is None else x.shape[1]
-    if isinstance(fill, str):
-        if fill not in FILLS: raise ValueError(f"fill must be one of {FILLS} or a pixel colour, got {fill!r}")
-        if fill == 'mean' and mean is None:
-            raise ValueError("fill='mean' paints the data set mean, so it needs mean and std (the Normalize stats); "
-                             "or pass the mean colour itself as fill")
-    elif (nf := _n_values(fill, 'fill')) is not None and C is not None and nf not in (1, C):
-        raise ValueError(f"fill has {nf} values but x has C={C} channels")
-    if not _is_real(opacity) or not 0 < opacity <= 1: raise ValueError(f"opacity must be in (0, 1], got {opacity!r}")
-    if (mean is None) != (std is None): raise ValueError("mean and std must be given together, or both left None")
-    if mean is None: return
-    nm, ns = _n_values(mean, 'mean'), _n_values(std, 'std')
-    if None not in (nm, ns) and nm != ns: raise ValueError(f"mean has {nm} values but std has {ns}")
-    for nv, name in ((nm, 'mean'), (ns, 'std')):
-        if nv is not None and C is not None and nv not in (1, C): raise ValueError(f"{name} has {nv} values but x has C={C} channels")
-    if not bool((torch.as_tensor(std, dtype=torch.float32) > 0).all()): raise ValueError(f"std must be > 0 in every channel, got {std!r}")
-
-# %% ../nbs/01_boxes.ipynb #ef80c8f4
-def check_sprinkle_args(p:float, # chance that an image gets sprinkles, in [0, 1]
-                        n, # holes per image: an int >= 0 or an inclusive (lo, hi) range
-                        size, # hole side as a fraction of the shorter image side: > 0, or a (lo, hi) range
-                        fill='zero', # see `check_paint_args`
-                        opacity:float=1., # in (0, 1]
-                        mean=None, # normalisation mean per channel, or None
-                        std=None, # normalisation std per channel, or None
-                        x:Tensor=None, # the batch, when known
-                       ):
-    "Raise a clear error, naming the parameter and its allowed range, if an argument of `sprinkle` is invalid"
-    if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
-    if as_range(n, 'n', integer=True)[0] < 0: raise ValueError(f"n must be >= 0, got {n!r}")
-    lo, hi = as_range(size, 'size')
-    if not (lo > 0 and hi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
-    check_paint_args(fill, opacity, mean, std, x)
+__all__ = ['HOST_PATHS', 'BOX_BITS', 'Boxes', 'clip_boxes', 'on_host', 'check_where', 'place_boxes', 'sample_boxes',
+           'integral_image', 'positions', 'region_scores', 'admissible', 'choose_regions', 'box_sets', 'box_runs',
+           'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
 
 # %% ../nbs/01_boxes.ipynb #ecc82c4e
-def split_rng():
-    "Under distributed training, move each process to its own torch random stream: ranks seeded alike would draw the same boxes"
-    from fastai.torch_core import num_distrib, rank_distrib
-    if num_distrib() > 1: torch.manual_seed(int(torch.randint(0, 2**62, ())) + rank_distrib())
-
 class Boxes(NamedTuple):
     "Boxes `(B, K, 4)` as (y0, x0, y1, x1) half-open pixel coordinates, and a `(B, K)` mask of the real ones"
     boxes: Tensor
@@ -124,69 +27,177 @@ class Boxes(NamedTuple):
 
 def clip_boxes(y:Tensor, # top rows, any shape `S` (may be negative or beyond the image)
                x:Tensor, # left columns, shape `S`
-               h:Tensor, # heights in pixels, broadcastable to `S`
-               w:Tensor, # widths in pixels, broadcastable to `S`
+               h:Tensor|int, # heights in pixels, broadcastable to `S`
+               w:Tensor|int, # widths in pixels, broadcastable to `S`
                H:int, W:int, # image height and width
               ) -> Tensor:
     "Boxes `(*S, 4)` with top-left `(y, x)` and sides `(h, w)`, clipped to an `H`x`W` image"
     return torch.stack([y.clamp(0, H), x.clamp(0, W), (y+h).clamp(0, H), (x+w).clamp(0, W)], -1)
 
 # %% ../nbs/01_boxes.ipynb #061a4bec
+HOST_PATHS = True  # False: CPU tensors take the device paths too (no index lists), as the no-sync test checks them
+
+def on_host(t:Tensor) -> bool:
+    "Whether `t` takes the host paths: on the CPU, listing indices is cheap and makes no device wait"
+    return HOST_PATHS and t.device.type == 'cpu'
+
 def _draw(kind, *args, generator=None, device=None) -> Tensor:
     "`torch.rand` or `torch.randint` drawn on `generator`'s device, moved to `device`"
     f = torch.rand if kind == 'rand' else torch.randint
     return f(*args, generator=generator, device=generator.device if generator is not None else device).to(device)
 
+def _pick(w:Tensor, # (B, N) weights, each row with a positive sum
+          K:int, # draws per row
+          generator=None) -> Tensor:
+    "`(B, K)` indices drawn with replacement from each row of `w`, on `w`'s device"
+    if on_host(w): return torch.multinomial(w, K, replacement=True, generator=generator)
+    cdf = w.cumsum(1)  # inverse transform: `torch.multinomial` waits for the device to check its weights
+    u = torch.rand(w.shape[0], K, generator=generator, device=w.device, dtype=cdf.dtype)*cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[1] - 1)
+
+def check_where(where, B:int, H:int, W:int, stride:int=1):
+    "Raise unless `where` is None or a `(B, Hc, Wc)` tensor of weights with cells `stride` pixels apart"
+    check_int(stride, 'stride', 1)
+    shape = (B, len(range(stride//2, H, stride)), len(range(stride//2, W, stride)))
+    if where is None or isinstance(where, Tensor) and where.shape == shape: return
+    got = tuple(where.shape) if isinstance(where, Tensor) else type(where).__name__
+    raise ValueError(f"where must be None or a (B, Hc, Wc) = {shape} tensor of weights, got {got}")
+
+def place_boxes(h:Tensor|int, w:Tensor|int, # box heights and widths in pixels: ints, or tensors broadcastable to `shape`
+                H:int, W:int, # image height and width
+                shape:tuple, # `(B, K)`: images, boxes per image
+                where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate centres; None: uniform over the image
+                stride:int=1, # pixels between the cells of `where`; the centres are the cells' middles
+                generator:torch.Generator|None=None, # source of the draws (on any device)
+                device=None, # where the boxes go; the CPU when None
+               ) -> Tensor:
+    "`(B, K, 4)` boxes of sides `h`, `w` with centres uniform or drawn from `where`, clipped to the image"
+    kw = dict(generator=generator, device=device)
+    if where is None: cy, cx = _draw('int', 0, H, shape, **kw), _draw('int', 0, W, shape, **kw)
+    else:
+        wts = where.reshape(shape[0], -1).float()
+        idx = _pick(wts if generator is None else wts.to(generator.device), shape[1], generator).to(device)
+        Wc = where.shape[-1]
+        cy, cx = idx//Wc*stride + stride//2, idx%Wc*stride + stride//2
+    return clip_boxes(cy - h//2, cx - w//2, h, w, H, W)
+
+def _side(frac:float, H:int, W:int) -> int:
+    "One side in pixels for a fraction of `min(H, W)`: rounded in float32 as the tensor path rounds"
+    return int(np.clip(np.rint(np.float32(frac)*np.float32(min(H, W))), 1, 2*max(H, W)))
+
 def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
-                 n=1, # boxes per image: an int, or an inclusive (lo, hi) range drawn per image
-                 size=0.1, # side as a fraction of min(H, W): a number, a (lo, hi) range drawn per box, or a tensor (B,) per image or (B, K) per box
+                 n:int|tuple=1, # boxes per image: an int, or an inclusive (lo, hi) range drawn per image
+                 size:float|tuple|Tensor=0.1, # side as a fraction of min(H, W): a number, a (lo, hi) range drawn per box, or a tensor (B,) per image or (B, K) per box
                  p:float=1., # chance that an image gets boxes
-                 generator:torch.Generator=None, # source of every random number (on any device)
+                 generator:torch.Generator|None=None, # source of every random number (on any device)
                  device=None, # where the boxes go; the CPU when None
-                 where:Tensor=None, # (B, H, W) weights (or bool) of the positions where centres may go; None: uniform
+                 where:Tensor|None=None, # (B, Hc, Wc) weights (or bool) of the candidate centres; None: uniform
+                 stride:int=1, # pixels between the cells of `where`
+                 which:Tensor|None=None, # (B,) bool: the images that may get boxes (each still with chance `p`); None: all
                 ) -> Boxes:
-    "`B` images' worth of square boxes with uniform centres, clipped to the image"
-    for v, name, least in ((B, 'B', 0), (H, 'H', 1), (W, 'W', 1)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
-    if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
+    "`B` images' worth of square boxes, centres uniform or drawn from `where`, clipped to the image"
+    check_int(B, 'B', 0); check_int(H, 'H', 1); check_int(W, 'W', 1); check_prob(p)
     if as_range(n, 'n', integer=True)[0] < 0: raise ValueError(f"n must be >= 0, got {n!r}")
     if not isinstance(size, Tensor):
         slo, shi = as_range(size, 'size')
         if not (slo > 0 and shi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
-    check_generator(generator); check_where(where, B, H, W)
-    device = torch.device(device or 'cpu')
+    check_generator(generator); check_where(where, B, H, W, stride); check_which(which, B)
+    return _sample_boxes(B, H, W, n, size, p, generator, torch.device(device or 'cpu'), where, stride, which)
+
+def _sample_boxes(B, H, W, n, size, p, generator, device, where=None, stride=1, which=None) -> Boxes:
+    "`sample_boxes` without the checks"
     kw = dict(generator=generator, device=device)
     lo, K = as_range(n, 'n', integer=True)
     if lo == K: valid = torch.ones(B, K, dtype=torch.bool, device=device)
     else: valid = torch.arange(K, device=device) < _draw('int', lo, K+1, (B,), **kw)[:, None]
     if p < 1: valid &= (_draw('rand', (B,), **kw) < p)[:, None]
+    if which is not None: valid &= which[:, None]
     if isinstance(size, Tensor): frac = (size[:, None] if size.ndim == 1 else size).to(device, torch.float32).expand(B, K)
     else:
         slo, shi = as_range(size, 'size')
-        frac = torch.tensor(float(slo)) if slo == shi else slo + (shi-slo)*_draw('rand', (B, K), **kw)
+        if slo == shi: side = _side(slo, H, W)  # one side for all: plain arithmetic below
+        else: frac = slo + (shi-slo)*_draw('rand', (B, K), **kw)
     # a side of 2*max(H, W) covers the image from any centre, so larger ones are clamped to it (same hole, no overflow)
-    side = (frac*min(H, W)).round_().clamp_(1, 2*max(H, W)).long()
-    if side.ndim == 0: side = int(side)  # one side for all: plain arithmetic below
-    if where is None: cy, cx = _draw('int', 0, H, (B, K), **kw), _draw('int', 0, W, (B, K), **kw)
-    else:  # centres drawn from the allowed positions of each image
-        wts = where.reshape(B, H*W).float()
-        if generator is not None: wts = wts.to(generator.device)
-        idx = torch.multinomial(wts, K, replacement=True, generator=generator).to(device)
-        cy, cx = idx // W, idx % W
-    return Boxes(clip_boxes(cy - side//2, cx - side//2, side, side, H, W), valid)
+    if isinstance(size, Tensor) or slo != shi: side = (frac*min(H, W)).round_().clamp_(1, 2*max(H, W)).long()
+    return Boxes(place_boxes(side, side, H, W, (B, K), where, stride, generator, device), valid)
+
+# %% ../nbs/01_boxes.ipynb #14ca6952
+def integral_image(s:Tensor, # maps (B, H, W)
+                  ) -> Tensor:
+    "(B, H+1, W+1) summed-area table of `s`: `S[b, i, j]` is the sum of `s[b, :i, :j]`"
+    dt = torch.float32 if s.device.type == 'mps' else torch.float64
+    return F.pad(s.to(dt).cumsum(1).cumsum(2), (1, 0, 1, 0))
+
+def _as_sides(v, B:int, device) -> Tensor:
+    "A side in pixels for every image: `(B,)` long"
+    return torch.as_tensor(v, device=device).long().expand(B) if not isinstance(v, Tensor) or v.ndim == 0 else v.to(device).long()
+
+def positions(n:int, # pixels along the side
+              stride:int=1, # distance between candidate positions
+              anchor:str='corner', # 'corner' positions start at 0, 'centre' ones at `stride//2` (the middle of each cell)
+              device=None) -> Tensor:
+    "Pixel coordinates of the candidate positions along a side of `n` pixels"
+    return torch.arange(stride//2 if anchor == 'centre' else 0, n, stride, device=device)
+
+def region_scores(S:Tensor, # summed-area tables (B, H+1, W+1), from `integral_image`
+                  h:int|Tensor, w:int|Tensor, # box height and width in pixels: ints, or (B,) tensors, one per image
+                  anchor:str='corner', # positions are top-left corners ('corner') or centres ('centre', clipped boxes)
+                  stride:int=1, # score every `stride`-th position in each direction
+                 ) -> tuple:
+    "`(scores, valid)`, (B, Hc, Wc): the map's sum in the box at every candidate position, and where the box fits (None: everywhere)"
+    if anchor not in ('corner', 'centre'): raise ValueError(f"anchor must be 'corner' or 'centre', got {anchor!r}")
+    B, H, W = S.shape[0], S.shape[1] - 1, S.shape[2] - 1
+    dev = S.device
+    h, w = _as_sides(h, B, dev), _as_sides(w, B, dev)
+    i, j = positions(H, stride, anchor, dev)[None], positions(W, stride, anchor, dev)[None]
+    y0, x0 = (i, j) if anchor == 'corner' else (i - h[:, None]//2, j - w[:, None]//2)
+    y1, x1 = (y0 + h[:, None]).clamp(0, H), (x0 + w[:, None]).clamp(0, W)
+    y0, x0 = y0.clamp(0, H).expand(B, -1), x0.clamp(0, W).expand(B, -1)
+    W1, flat = W + 1, S.reshape(B, -1)
+    at = lambda Y, X: flat.gather(1, (Y[:, :, None]*W1 + X[:, None, :]).reshape(B, -1)).view(B, Y.shape[1], X.shape[1])
+    scores = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+    if anchor == 'centre': return scores, None  # clipped boxes: every position is allowed
+    valid = (i + h[:, None] <= H)[:, :, None] & (j + w[:, None] <= W)[:, None, :]
+    return scores, valid
+
+# %% ../nbs/01_boxes.ipynb #ba03bf8e
+def admissible(scores:Tensor, # (B, Hc, Wc) region scores, from `region_scores`
+               tau:float=0.6, # quantile level of the threshold, in (0, 1)
+               above:bool=False, # False: positions scoring at most the threshold (cut); True: above it (paste)
+               valid:Tensor|None=None, # (B, Hc, Wc) bool: allowed positions; None: all
+              ) -> Tensor:
+    "(B, Hc, Wc) bool: the positions on the cut (or paste) side of each image's τ-quantile of the scores"
+    sc = scores.flatten(1)
+    if valid is None:  # the same number of candidates everywhere: a selection, cheaper than a sort
+        ok, k = True, int(tau*(sc.shape[1] - 1))
+        thr, top = sc.kthvalue(k + 1, 1, keepdim=True).values, sc.amax(1, keepdim=True)
+    else:  # invalid positions sort last
+        ok = valid.flatten(1)
+        srt = torch.where(ok, sc, torch.tensor(float('inf'), dtype=sc.dtype, device=sc.device)).sort(1).values
+        n = ok.sum(1, keepdim=True)
+        thr, top = srt.gather(1, (tau*(n - 1)).floor().long()), srt.gather(1, n - 1)  # lower τ-quantile, maximum
+    adm = ok & (sc > thr if above else sc <= thr)
+    if above: adm |= ok & (sc >= top) & ~adm.any(1, keepdim=True)  # a flat map: the top score
+    return adm.view_as(scores)
+
+def choose_regions(scores:Tensor, # (B, Hc, Wc) region scores, from `region_scores`
+                   valid:Tensor|None, # (B, Hc, Wc) bool: allowed positions; None: all
+                   tau:float=0.6, # quantile level of the threshold, in (0, 1)
+                   above:bool=False, # False: positions scoring at most the threshold (cut); True: above it (paste)
+                   generator:torch.Generator|None=None, # source of the draws
+                  ) -> tuple:
+    "`(rows, cols)`, each (B,): one admissible position per image, drawn uniformly among them"
+    check_tau(tau); check_flag(above, 'above'); check_generator(generator)
+    if not isinstance(scores, Tensor) or scores.ndim != 3: raise ValueError(f"scores must be a (B, H, W) tensor, got {_desc(scores)}")
+    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape):
+        raise ValueError(f"valid must be None or a bool tensor of the shape of scores {tuple(scores.shape)}, got {_desc(valid)}")
+    if valid is not None and not bool(valid.flatten(1).any(1).all()):
+        raise ValueError("some image has no valid position: is the box larger than the image?")
+    idx = _pick(admissible(scores, tau, above, valid).flatten(1).float(), 1, generator)[:, 0]
+    return idx // scores.shape[2], idx % scores.shape[2]
 
 # %% ../nbs/01_boxes.ipynb #3b153fd9
-def box_mask_bmm(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
-    "Union of `boxes` as a `(B, 1, H, W)` mask, by a batched matrix product of row and column indicators"
-    y0, x0, y1, x1 = boxes.unbind(-1)
-    r, c = torch.arange(H, device=boxes.device), torch.arange(W, device=boxes.device)
-    rows = (r >= y0[..., None]) & (r < y1[..., None])
-    if valid is not None: rows &= valid[..., None]
-    cnt = torch.bmm(rows.transpose(1, 2).float(), ((c >= x0[..., None]) & (c < x1[..., None])).float()).unsqueeze(1)
-    return cnt > 0 if dtype == torch.bool else cnt.clamp_(max=1).to(dtype)  # counts are small ints: exact in float32
-
-def box_mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
+def _mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
     "Union of `boxes` as a `(B, 1, H, W)` mask, by a difference array and two cumulative sums"
     B, W1 = boxes.shape[0], W + 1
     y0, x0, y1, x1 = boxes.unbind(-1)
@@ -195,6 +206,16 @@ def box_mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) 
     d = torch.zeros(B*(H+1)*W1, dtype=torch.int32, device=boxes.device)
     d.index_add_(0, idx.flatten(), torch.cat([one, -one, -one, one], 1).flatten())
     m = d.view(B, H+1, W1)[:, :H, :W].cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32).unsqueeze(1) > 0
+    return m if dtype == torch.bool else m.to(dtype)
+
+def _mask_one(box:Tensor, valid:Tensor|None, H:int, W:int, dtype=torch.bool) -> Tensor:
+    "The mask of one box `(B, 4)` per image: the outer product of its rows and columns (uint8: vectorised, unlike `&`)"
+    y0, x0, y1, x1 = box.unbind(-1)
+    r, c = torch.arange(H, device=box.device), torch.arange(W, device=box.device)
+    rows = (r >= y0[:, None]) & (r < y1[:, None])
+    if valid is not None: rows &= valid[:, None]
+    cols = (c >= x0[:, None]) & (c < x1[:, None])
+    m = (rows.to(torch.uint8)[:, :, None]*cols.to(torch.uint8)[:, None, :]).view(torch.bool).unsqueeze(1)
     return m if dtype == torch.bool else m.to(dtype)
 
 BOX_BITS = 62  # boxes per image whose sets fit in one int64
@@ -225,13 +246,6 @@ def box_runs(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_
     run_sets = torch.zeros(len(rows), min(H, 2*boxes.shape[1]+1), dtype=torch.int64, device=rows.device).scatter_(1, run, rows)
     return run, (run_sets[:, :, None] & cols[:, None, :]) != 0
 
-def box_mask_runs(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> Tensor:
-    "Union of `boxes` as a `(B, 1, H, W)` mask, each row copied from its run's hole columns (`box_runs`)"
-    run, cols = box_runs(boxes, valid, H, W)
-    B, R = cols.shape[:2]
-    rows = (run + R*torch.arange(B, device=run.device)[:, None]).flatten()
-    return cols.to(dtype).view(B*R, W).index_select(0, rows).view(B, 1, H, W)
-
 def hole_offsets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
                  valid:Tensor, # (B, K) bool: which boxes are real; None for all
                  H:int, W:int, # image height and width
@@ -257,7 +271,12 @@ def box_mask(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes` or `clip_bo
              dtype=torch.bool, # bool, or a float type for a 0/1 mask ready to multiply
             ) -> Tensor:
     "Union of the valid `boxes` as a `(B, 1, H, W)` mask, True (1) inside the holes"
-    return (box_mask_runs if boxes.shape[1] <= BOX_BITS else box_mask_cumsum)(boxes, valid, H, W, dtype)
+    if boxes.shape[1] == 1: return _mask_one(boxes[:, 0], None if valid is None else valid[:, 0], H, W, dtype)
+    if boxes.shape[1] > BOX_BITS: return _mask_cumsum(boxes, valid, H, W, dtype)
+    run, cols = box_runs(boxes, valid, H, W)  # each row of the mask is its run's row of hole columns
+    B, R = cols.shape[:2]
+    rows = (run + R*torch.arange(B, device=run.device)[:, None]).flatten()
+    return cols.to(dtype).view(B*R, W).index_select(0, rows).view(B, 1, H, W)
 
 # %% ../nbs/01_boxes.ipynb #e577725e
 def fill_values(fill, # 'zero', 'mean', or a pixel colour (a number or one per channel)
@@ -297,9 +316,13 @@ def _noise_at(x:Tensor, at:Tensor, weight=None, generator=None) -> Tensor:
     else: t[idx // (C*H*W), idx // (H*W) % C, idx // W % H, idx % W] = z  # GPUs: `put_` has no deterministic version
     return x
 
+def _sparse(x:Tensor, sparse:bool|None) -> bool:
+    "Whether to write noise at listed pixels: on the host by default; never into a batch autograd tracks (it saves it)"
+    return (on_host(x) if sparse is None else sparse) and not x.requires_grad
+
 def _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse) -> Tensor:
     "`paint` without the checks"
-    if fill == 'noise' and (x.device.type == 'cpu' if sparse is None else sparse):
+    if fill == 'noise' and _sparse(x, sparse):
         B, C, H, W = x.shape
         b, i, j = (mask if mask.dtype == torch.bool else mask > 0)[:, 0].nonzero(as_tuple=True)  # hole pixels
         w = None if mask.dtype == torch.bool and opacity == 1 else opacity if mask.dtype == torch.bool else mask[b, 0, i, j].to(x.dtype)*opacity
@@ -311,12 +334,12 @@ def _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse) -> Ten
 
 def paint(x:Tensor, # normalised batch (B, C, H, W), any floating dtype and memory format
           mask:Tensor, # (B, 1, H, W) hole mask: bool, or float weights in [0, 1]
-          fill='zero', # 'zero', 'mean', 'noise', or a pixel colour (a number or one per channel)
+          fill:str|float|list='zero', # 'zero', 'mean', 'noise', or a pixel colour (a number or one per channel)
           opacity:float=1., # weight of the fill over the image, in (0, 1]
           mean=None, std=None, # normalisation stats per channel (sequences or tensors); None: x is not normalised
-          generator:torch.Generator=None, # source of the noise
+          generator:torch.Generator|None=None, # source of the noise
           inplace:bool=False, # paint `x` itself instead of a copy
-          sparse:bool=None, # draw noise only for masked values; None: on the CPU only
+          sparse:bool|None=None, # draw noise only for masked values; None: on the CPU only (never with autograd)
          ) -> Tensor:
     "`x` with `fill` blended in at `opacity` inside `mask`"
     check_paint_args(fill, opacity, mean, std, x)
@@ -335,29 +358,37 @@ class Sprinkled(NamedTuple):
 
 def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
              p:float, # chance that an image gets sprinkles
-             n, # holes per image: an int, or an inclusive (lo, hi) range drawn per image
-             size, # hole side as a fraction of the shorter image side: a number, or a (lo, hi) range drawn per hole
-             fill='zero', # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
+             n:int|tuple, # holes per image: an int, or an inclusive (lo, hi) range drawn per image
+             size:float|tuple, # hole side as a fraction of the shorter image side: a number, or a (lo, hi) range drawn per hole
+             fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
              opacity:float=1., # weight of the fill over the image, in (0, 1]
              mean=None, std=None, # normalisation stats of `x` per channel; None: `x` is not normalised
              return_mask:bool=False, # also return the (B, 1, H, W) bool hole mask
-             generator:torch.Generator=None, # source of every random number, for reproducible sprinkles
+             generator:torch.Generator|None=None, # source of every random number, for reproducible sprinkles
              inplace:bool=False, # paint `x` itself instead of a copy
-             where:Tensor=None, # (B, H, W) weights of the positions where hole centres may go; None: anywhere
+             where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate hole centres; None: anywhere
+             stride:int=1, # pixels between the cells of `where`
+             which:Tensor|None=None, # (B,) bool: the images that may get sprinkles (each with chance `p`); None: all
             ) -> Sprinkled:
     "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
     check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
+    check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator)
+    check_where(where, x.shape[0], *x.shape[2:], stride); check_which(which, x.shape[0])
+    return _sprinkle(x, p, n, size, fill, opacity, mean, std, return_mask, generator, inplace, where, stride, which)
+
+def _sprinkle(x, p, n, size, fill='zero', opacity=1., mean=None, std=None, return_mask=False, generator=None,
+              inplace=False, where=None, stride=1, which=None) -> Sprinkled:
+    "`sprinkle` without the checks"
     B, C, H, W = x.shape
-    check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator); check_where(where, B, H, W)
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
         return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))
-    bx = sample_boxes(B, H, W, n, size, p, generator, x.device, where)
-    if fill == 'noise' and x.device.type == 'cpu' and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
+    bx = _sample_boxes(B, H, W, n, size, p, generator, x.device, where, stride, which)
+    if fill == 'noise' and _sparse(x, None) and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
         at, area = hole_offsets(*bx, H, W, C)  # hole pixels listed straight from the boxes, and counted
         out = _noise_at(x if inplace else x.clone(), at, None if opacity == 1 else opacity, generator)
         return Sprinkled(out, box_mask(*bx, H, W) if return_mask else None, area/(H*W))
     w = box_mask(*bx, H, W, dtype=torch.float32)  # 0/1
-    area = w.view(B, -1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
+    area = w.flatten(1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
     out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, None)  # noise: sparse on the CPU
     return Sprinkled(out, w > 0 if return_mask else None, area/(H*W))

@@ -18,7 +18,7 @@ from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
 from .anneal import Annealer, Restoring
 from .sprinkles import ProgressiveSprinkles, fixed_sprinkles
-from .cutmix import CutMixer, OneOf
+from .cutmix import CutMix, OneOf
 from .saliency import SaliencyHook
 from .keep import KeepCutout
 
@@ -139,8 +139,8 @@ CONFIGS = {
     'progressive-frosted': lambda r: [ProgressiveSprinkles(fill='noise')],
     'bs-ramp':             lambda r: [bs_ramp(r)],
     'progressive+bs':      lambda r: [ProgressiveSprinkles(), bs_ramp(r)],
-    'cutmix':              lambda r: [CutMixer()],
-    'sprinkles+cutmix':    lambda r: [OneOf([CutMixer(), ProgressiveSprinkles()], ps=[.5, .5])],
+    'cutmix':              lambda r: [CutMix()],
+    'sprinkles+cutmix':    lambda r: [OneOf([CutMix(), ProgressiveSprinkles()], ps=[.5, .5])],
     'keep-cutout':         lambda r: [SaliencyHook('lowres'), KeepCutout(size=.5)],
     'fastai-erasing':      lambda r: [RandomErasing()],
     'fastai-mixup':        lambda r: [MixUp()],

@@ -6,27 +6,28 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/cutmix.html.md"""
 
 # %% ../nbs/04_cutmix.ipynb #28857f75
 from __future__ import annotations
-import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
+import numpy as np
 import torch
 from torch import Tensor
-from fastai.callback.core import Callback
 from fastai.callback.mixup import MixHandler, reduce_loss
 from fastai.layers import NoneReduce
-from .boxes import Boxes, clip_boxes, check_x, check_flag, split_rng, _is_real
+from .checks import check_x, check_flag, check_prob, check_which, _is_real, _desc
+from .boxes import Boxes, place_boxes, box_mask, on_host, check_where
+from .sprinkles import BatchAugment
 
 # %% auto #0
-__all__ = ['PAIRINGS', 'check_cutmix_args', 'sample_lam', 'cutmix_boxes', 'own_fraction', 'one_box_mask', 'partners', 'CutMixed',
-           'cutmix', 'mix_mode', 'mix_loss', 'CutMixer', 'check_ps', 'assign', 'OneOf']
+__all__ = ['PAIRINGS', 'check_cutmix_args', 'sample_lam', 'cutmix_sides', 'cutmix_boxes', 'own_fraction', 'partners', 'CutMixed',
+           'cutmix', 'mix_mode', 'mix_loss', 'MixedLabels', 'CutMix', 'check_ps', 'assign', 'OneOf']
 
 # %% ../nbs/04_cutmix.ipynb #b12ce051
 def check_cutmix_args(alpha:float, # concentration of Beta(alpha, alpha): a number > 0
                       p:float, # chance that a sample is mixed, in [0, 1]
                      ):
     "Raise a clear error, naming the parameter, if `alpha` or `p` is invalid"
-    if not _is_real(alpha) or not 0 < alpha < math.inf:
+    if not _is_real(alpha) or not 0 < alpha < float('inf'):
         raise ValueError(f"alpha must be a finite number > 0 (λ ~ Beta(alpha, alpha)), got {alpha!r}")
-    if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
+    check_prob(p)
 
 # %% ../nbs/04_cutmix.ipynb #4cf7af59
 def sample_lam(alpha:float, # concentration of Beta(alpha, alpha)
@@ -41,17 +42,21 @@ def sample_lam(alpha:float, # concentration of Beta(alpha, alpha)
     return torch.sigmoid(logg[0] - logg[1])  # G0/(G0+G1)
 
 # %% ../nbs/04_cutmix.ipynb #59338c5d
+def cutmix_sides(lam:Tensor, # (B,) λ drawn for each box
+                 H:int, W:int, # image height and width
+                ) -> tuple:
+    "`(h, w)`, each like `lam`: sides √(1-λ)·`H` and √(1-λ)·`W` in pixels, so that the box has area 1-λ"
+    r = (1 - lam.float()).clamp(0, 1).sqrt()
+    return (r*H).round().long(), (r*W).round().long()
+
 def cutmix_boxes(lam:Tensor, # (B,) λ drawn for each box
                  H:int, W:int, # image height and width
-                 place=None, # None: uniform centres; or a function of the sides `(h, w)`, each (B,), giving (B, 4) boxes
+                 where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate centres; None: uniform
+                 stride:int=1, # pixels between the cells of `where`
                 ) -> Tensor:
-    "`(B, 4)` boxes of sides √(1-λ)·`H` and √(1-λ)·`W` with uniform centres, clipped to the image (or placed by `place`)"
-    r = (1 - lam.float()).clamp(0, 1).sqrt()
-    h, w = (r*H).round().long(), (r*W).round().long()
-    if place is not None: return place(h, w)
-    cy = torch.randint(0, H, lam.shape, device=lam.device)
-    cx = torch.randint(0, W, lam.shape, device=lam.device)
-    return clip_boxes(cy - h//2, cx - w//2, h, w, H, W)
+    "`(B, 4)` boxes of sides √(1-λ)·`H` and √(1-λ)·`W`, centres uniform or drawn from `where`, clipped to the image"
+    h, w = cutmix_sides(lam, H, W)
+    return place_boxes(h[:, None], w[:, None], H, W, (len(lam), 1), where, stride, device=lam.device)[:, 0]
 
 def own_fraction(boxes:Tensor, # (B, K, 4) pasted boxes (disjoint when K > 1)
                  valid:Tensor, # (B, K) bool: which boxes are pasted
@@ -61,18 +66,6 @@ def own_fraction(boxes:Tensor, # (B, K, 4) pasted boxes (disjoint when K > 1)
     y0, x0, y1, x1 = boxes.unbind(-1)
     area = ((y1 - y0)*(x1 - x0)*valid).sum(-1)
     return (H*W - area).float()/(H*W)  # own pixels / all pixels, rounded once
-
-# %% ../nbs/04_cutmix.ipynb #c57a5be0
-def one_box_mask(boxes:Tensor, # (B, 4) one box per image, as from `cutmix_boxes`
-                 valid:Tensor, # (B,) bool: which boxes are real
-                 H:int, W:int, # image height and width
-                ) -> Tensor:
-    "`box_mask` for one box per image: a `(B, 1, H, W)` bool mask, True inside the box"
-    y0, x0, y1, x1 = boxes.unbind(-1)
-    r, c = torch.arange(H, device=boxes.device), torch.arange(W, device=boxes.device)
-    rows = ((r >= y0[:, None]) & (r < y1[:, None]) & valid[:, None]).to(torch.uint8)
-    cols = ((c >= x0[:, None]) & (c < x1[:, None])).to(torch.uint8)
-    return (rows[:, :, None]*cols[:, None, :]).view(torch.bool).unsqueeze(1)  # uint8 product: vectorised, unlike `&`
 
 # %% ../nbs/04_cutmix.ipynb #fcd5eb1c
 PAIRINGS = ('shuffle', 'roll')
@@ -105,7 +98,7 @@ class CutMixed(NamedTuple):
     perm: Tensor
     boxes: Boxes
 
-def _paste(x:Tensor, mask:Tensor, perm:Tensor, k:int=None) -> Tensor:
+def _paste(x:Tensor, mask:Tensor, perm:Tensor, k:int|None=None) -> Tensor:
     "`torch.where(mask, x[perm], x)` with one new tensor; with `k` (perm[i] = (i+k) % B) and no copy of `x`"
     if x.requires_grad: return torch.where(mask, x[perm], x)
     if k is None:
@@ -121,37 +114,41 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
            alpha:float=1., # λ ~ Beta(alpha, alpha)
            p:float=1., # chance that a sample is mixed
            per_sample:bool=True, # a box and λ per sample; False: one box and λ for the whole batch
-           mixed:Tensor=None, # (B,) bool: which samples may be mixed (each still with chance `p`); None: all
-           pairing:str='shuffle', # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x`)
-           place=None, # where boxes go: None for uniform centres, or a function of the sides, see `cutmix_boxes`
+           which:Tensor|None=None, # (B,) bool: which samples may be mixed (each still with chance `p`); None: all
+           pairing:str='shuffle', # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x` on the CPU)
+           where:Tensor|Callable|None=None, # weights (B, Hc, Wc) of the candidate centres, or a function of the sides `(h, w)` giving `(weights, stride)`; None: uniform
+           stride:int=1, # pixels between the cells of a `where` tensor
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
     check_x(x); check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
-    if place is not None and not callable(place):
-        raise TypeError(f"place must be None or a function of the box sides (h, w), got {type(place).__name__}")
+    check_which(which, x.shape[0])
+    if pairing not in PAIRINGS: raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    if where is not None and not (callable(where) or isinstance(where, Tensor)):
+        raise TypeError(f"where must be None, a tensor of weights or a function of the box sides (h, w), got {type(where).__name__}")
+    if not callable(where): check_where(where, x.shape[0], *x.shape[2:], stride)
+    return _cutmix(x, alpha, p, per_sample, which, pairing, where, stride)
+
+def _cutmix(x, alpha, p, per_sample=True, which=None, pairing='shuffle', where=None, stride=1) -> CutMixed:
+    "`cutmix` without the checks"
     B, _, H, W = x.shape
     dev = x.device
-    if mixed is not None and (not isinstance(mixed, Tensor) or mixed.shape != (B,)):
-        raise ValueError(f"mixed must be a (B,) = ({B},) bool tensor, got {mixed!r}")
-    if pairing not in PAIRINGS: raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     if p == 0 or B == 1:  # nothing to mix: no random draws, the batch itself
         return CutMixed(x, torch.ones(B, device=dev), torch.arange(B, device=dev),
                         Boxes(torch.zeros(B, 1, 4, dtype=torch.long, device=dev), torch.zeros(B, 1, dtype=torch.bool, device=dev)))
-    k = _draw_k(B) if pairing == 'roll' else None
-    perm = partners(B, 'shuffle', dev) if k is None else _rolled(B, k, dev)
+    k = _draw_k(B) if pairing == 'roll' and on_host(x) else None  # a device keeps its shift: no wait for a host value
+    if pairing == 'roll' and k is None: perm = (torch.arange(B, device=dev) + torch.randint(1, B, (), device=dev)) % B
+    else: perm = partners(B, 'shuffle', dev) if k is None else _rolled(B, k, dev)
     chosen = torch.rand(B, device=dev) < p if p < 1 else torch.ones(B, dtype=torch.bool, device=dev)
-    if mixed is not None: chosen &= mixed.to(dev, torch.bool)
-    lam = sample_lam(alpha, B if per_sample else 1, dev)
-    boxes = cutmix_boxes(lam if place is None else lam.expand(B), H, W, place).expand(B, 4)
-    out = _paste(x, one_box_mask(boxes, chosen, H, W), perm, k)
-    boxes, valid = boxes[:, None], chosen[:, None]
+    if which is not None: chosen &= which.to(dev, torch.bool)
+    h, w = cutmix_sides(sample_lam(alpha, B if per_sample else 1, dev), H, W)
+    if where is not None: h, w = h.expand(B), w.expand(B)  # boxes placed image by image
+    if callable(where): where, stride = where(h, w)
+    boxes = place_boxes(h[:, None], w[:, None], H, W, (len(h), 1), where, stride, device=dev).expand(B, 1, 4)
+    valid = chosen[:, None]
+    out = _paste(x, box_mask(boxes, valid, H, W), perm, k)
     return CutMixed(out, own_fraction(boxes, valid, H, W), perm, Boxes(boxes, valid))
 
 # %% ../nbs/04_cutmix.ipynb #200a7090
-def _desc(y) -> str:
-    "A short description of a target, for error messages"
-    return f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-
 def mix_mode(yb:tuple, # the targets of a batch
              B:int, # batch size
             ) -> str:
@@ -208,45 +205,58 @@ def _shuffles(dl) -> bool:
     inner = vars(dl).get('dl') if hasattr(dl, '__dict__') else None
     return bool(getattr(dl, 'shuffle', False) or getattr(inner, 'shuffle', False))
 
-class CutMixer(Callback):
+class MixedLabels(NamedTuple):
+    "Which samples of a batch are mixed with which partner, by how much; `loss` mixes any prediction's loss alike"
+    lam: Tensor
+    perm: Tensor
+    loss_func: Callable
+    yb: tuple
+    def loss(self, pred) -> Tensor: return mix_loss(self.loss_func, pred, self.yb, self.lam, self.perm)
+
+class CutMix(BatchAugment):
     "CutMix with a box and λ per sample, λ measured after clipping, and labels mixed through the loss"
-    run_valid, skip, _mixed, mixed_batch = False, False, False, False
+    mixes_labels, _mixed, mixed_batch = True, False, False
     def __init__(self,
-                 alpha:float=1., # λ ~ Beta(alpha, alpha); read at every batch
-                 p:float=1., # chance that a sample is mixed; read at every batch
+                 alpha:float=1., # λ ~ Beta(alpha, alpha), as fastai's `CutMix(alpha)`; checked when set
+                 p:float=1., # chance that a sample is mixed; checked when set
                  per_sample:bool=True, # a box and λ per sample; False: one for the whole batch, as fastai's CutMix
                  pairing:str='auto', # 'shuffle', 'roll', or 'auto': 'roll' when the training DataLoader shuffles
                 ):
-        check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
+        check_flag(per_sample, 'per_sample')
         if pairing not in ('auto', *PAIRINGS): raise ValueError(f"pairing must be 'auto' or one of {PAIRINGS}, got {pairing!r}")
         self.alpha, self.p, self.per_sample, self.pairing = alpha, p, per_sample, pairing
         self.lam = self.perm = self.boxes = None
 
-    def before_fit(self):
-        "Skip `lr_find`"
-        self.skip, self._mixed = hasattr(self.learn, 'lr_finder'), False
-        split_rng()
+    @property
+    def alpha(self) -> float: return self._alpha
+    @alpha.setter
+    def alpha(self, v): check_cutmix_args(v, 1.); self._alpha = v
+    @property
+    def p(self) -> float: return self._p
+    @p.setter
+    def p(self, v): check_prob(v); self._p = v
 
-    def before_batch(self):
-        "CutMix the training batch"
-        self._mixed = self.mixed_batch = False
-        if self.skip: return
-        self.learn.xb = (self.mix(self.xb[0]), *self.xb[1:])
+    def check_batch(self, x:Tensor):
+        "An image batch, with targets that can be mixed"
+        check_x(x); mix_mode(self.yb, x.shape[0])
 
-    def mix(self, x:Tensor, mixed:Tensor=None) -> Tensor:
-        "CutMix `x` with the current `alpha` and `p`, for the loss of this batch; `mixed`: which samples may be mixed"
-        check_x(x)  # before `placer`, which needs the saliency map of an image batch
-        mix_mode(self.yb, x.shape[0])  # unmixable targets fail here, before the forward pass
+    def where(self, x:Tensor, h:Tensor, w:Tensor):
+        "Where box centres may go for boxes of sides `(h, w)`: None for anywhere (see `KeepCutMix`)"
+        return None
+
+    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "CutMix `x` with the current `alpha` and `p`, for the loss of this batch"
         pairing = self.pairing
         if pairing == 'auto': pairing = 'roll' if _shuffles(getattr(self.learn, 'dl', None)) else 'shuffle'
-        res = cutmix(x, self.alpha, self.p, self.per_sample, mixed, pairing, self.placer(x, mixed))
+        where = None if type(self).where is CutMix.where else (lambda h, w: self.where(x, h, w))
+        res = _cutmix(x, self.alpha, self.p, self.per_sample, which, pairing, where)
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
-        self._mixed = self.mixed_batch = res.x is not x and (x.device.type != 'cpu' or bool(res.boxes.valid.any()))
+        self._mixed = self.mixed_batch = res.x is not x and (not on_host(x) or bool(res.boxes.valid.any()))
+        if self.learn is not None:
+            self.learn.mixed_labels = MixedLabels(res.lam, res.perm, self.learn.loss_func, self.yb) if self._mixed else None
+        self.coverage = 1 - res.lam
+        self.log(coverage=(1 - res.lam).mean())
         return res.x
-
-    def placer(self, x:Tensor, mixed:Tensor=None):
-        "Where boxes go: None for uniform centres (subclasses place them, see `KeepCutMix`)"
-        return None
 
     def after_loss(self):
         "Replace the loss of a mixed batch by the mixed loss"
@@ -254,6 +264,10 @@ class CutMixer(Callback):
         self._mixed = False
         self.learn.loss_grad = mix_loss(self.learn.loss_func, self.pred, self.yb, self.lam, self.perm)
         self.learn.loss = self.learn.loss_grad.clone()
+
+    def after_fit(self):
+        "Leave no mixed labels on the learner"
+        if self.learn is not None: self.learn.mixed_labels = None
 
 # %% ../nbs/04_cutmix.ipynb #3c035953
 def check_ps(ps, # one probability per augmentation
@@ -271,33 +285,35 @@ def assign(ps:list, # probability of each augmentation, summing to at most 1
            device=None,
           ) -> Tensor:
     "(B,) index of the augmentation each sample gets; `len(ps)` for none"
-    edges = torch.tensor(ps, device=device).cumsum(0)
-    return torch.searchsorted(edges, torch.rand(B, device=device), right=True)
+    u = torch.rand(B, device=device)  # the edges stay Python numbers: no copy to the device, no wait
+    return sum((u >= float(e)).long() for e in np.cumsum(np.array(ps, dtype=np.float32)))
 
 # %% ../nbs/04_cutmix.ipynb #4111703c
-class OneOf(Callback):
+class OneOf(BatchAugment):
     "Give each training sample at most one of several batch augmentations, drawn with probabilities `ps`"
-    run_valid = False
     def __init__(self,
-                 augs:list, # augmentation callbacks: at most one `CutMixer`, others must change only the inputs
-                 ps:list=None, # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1
+                 augs:list, # `BatchAugment` callbacks, at most one of which mixes labels (`CutMix`)
+                 ps:list|None=None, # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1
                 ):
         self.augs = list(augs)
         if not self.augs: raise ValueError("augs must hold at least one augmentation callback")
         for a in self.augs:
-            if isinstance(a, type) or not isinstance(a, Callback):
-                raise TypeError(f"augs must be callback instances, got {a!r}")
             if isinstance(a, MixHandler): raise TypeError(
                 f"augs must not hold fastai's {type(a).__name__}: it mixes the labels of the whole batch and cannot work "
-                f"on a share of it; use CutMixer")
-        if sum(isinstance(a, CutMixer) for a in self.augs) > 1: raise ValueError("augs may hold at most one CutMixer")
+                f"on a share of it; use fastai_sprinkles' CutMix")
+            if not isinstance(a, BatchAugment): raise TypeError(f"augs must be BatchAugment callbacks (instances), got {a!r}")
+        if sum(a.mixes_labels for a in self.augs) > 1: raise ValueError("augs may hold at most one augmentation that mixes labels (CutMix)")
         self.ps = [1/len(self.augs)]*len(self.augs) if ps is None else ps
-        check_ps(self.ps, len(self.augs))
         names = {}
-        for a in self.augs:  # reachable as `one_of.cut_mixer`, `one_of.progressive_sprinkles`, `..._2`, ...
+        for a in self.augs:  # reachable as `one_of.cut_mix`, `one_of.progressive_sprinkles`, `..._2`, ...
             n = names[a.name] = names.get(a.name, 0) + 1
             setattr(self, a.name if n == 1 else f"{a.name}_{n}", a)
         self.counts = self.which = None
+
+    @property
+    def ps(self) -> list: return self._ps
+    @ps.setter
+    def ps(self, v): self._ps = check_ps(v, len(self.augs))
 
     def __call__(self, event_name):
         "Pass every event but `before_batch` on to the augmentations, then handle it"
@@ -311,32 +327,20 @@ class OneOf(Callback):
         "Check that the augmentations are not also in the learner; reset the counts"
         if any(a is c for a in self.augs for c in self.learn.cbs):
             raise ValueError("an augmentation given to OneOf is also a callback of the learner: it would run twice")
+        super().before_fit()
         self.counts = None
 
-    def before_batch(self):
-        "Draw each sample's augmentation, and apply each to its share of the batch"
-        ps = check_ps(self.ps, len(self.augs))
-        xb, yb = self.learn.xb, self.learn.yb
-        x, K = xb[0], len(self.augs)
-        self.which = which = assign(ps, x.shape[0], x.device)
-        n = torch.bincount(which, minlength=K + 1)
+    def check_batch(self, x:Tensor):
+        "Every augmentation's check of the batch"
+        for a in self.augs: a.check_batch(x)
+
+    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "Draw each sample's augmentation, and let each change its share of the batch"
+        K = len(self.augs)
+        self.which = w = assign(self.ps, x.shape[0], x.device)
+        if which is not None: w = torch.where(which, w, K)
+        n = (w[:, None] == torch.arange(K + 1, device=w.device)).sum(0)
         self.counts = n if self.counts is None else self.counts + n
-        out = None
-        for k in sorted(range(K), key=lambda k: not isinstance(self.augs[k], CutMixer)):  # CutMixer first
-            a, sel = self.augs[k], which == k
-            if isinstance(a, CutMixer):
-                a._mixed = a.mixed_batch = False
-                if a.skip: continue
-                if bool(sel.any()): out = a.mix(x, sel)  # the whole batch, partners from it; only `sel` is mixed
-                continue
-            idx = sel.nonzero().squeeze(1)
-            if not len(idx): continue
-            sub_yb = tuple(y[idx] for y in yb)
-            self.learn.xb, self.learn.yb = (x[idx], *[o[idx] for o in xb[1:]]), sub_yb
-            try: a('before_batch')
-            finally: new_xb, new_yb, self.learn.xb, self.learn.yb = self.learn.xb, self.learn.yb, xb, yb
-            if new_yb is not sub_yb: raise ValueError(
-                f"OneOf: {a.name} changed the targets; only CutMixer and augmentations of the inputs can share a batch")
-            if out is None or out is x: out = x.clone()  # never write into the loader's batch
-            out.index_copy_(0, idx, new_xb[0].to(out.dtype))
-        if out is not None: self.learn.xb = (out, *xb[1:])
+        out = x
+        for k in sorted(range(K), key=lambda k: not self.augs[k].mixes_labels): out = self.augs[k].augment(out, w == k)
+        return out

@@ -6,50 +6,61 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/keep.html.md"""
 
 # %% ../nbs/06_keep.ipynb #91b97c98
 from __future__ import annotations
+from typing import Callable
 import numbers
 import torch
 from torch import Tensor
+from fastcore.basics import store_attr
 from fastai.callback.core import Callback
-from .boxes import Boxes, paint, check_paint_args, check_x, split_rng, _is_real
-from .cutmix import CutMixer, one_box_mask, _desc
-from .sprinkles import ProgressiveSprinkles, normalize_stats
-from .saliency import SaliencyHook, integral_image, region_scores, choose_regions, check_tau, positions
+from .checks import check_paint_args, check_prob, check_int, check_tau, check_flag, check_generator, _is_real, _desc
+from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask, _paint
+from .sprinkles import BatchAugment
+from .cutmix import CutMix
+from .sprinkles import ProgressiveSprinkles
+from .saliency import SaliencyHook
 
 # %% auto #0
-__all__ = ['check_grid', 'auto_stride', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'keep_square', 'KeepCutout',
+__all__ = ['check_grid', 'auto_stride', 'keep_where', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'KeepCutout',
            'KeepCutMix', 'KeepSprinkles', 'SelectivePaste']
 
 # %% ../nbs/06_keep.ipynb #eed046ef
-def check_grid(grid):
+def check_grid(grid:int):
     "Raise a clear error unless `grid` is an int >= 1"
-    if isinstance(grid, bool) or not isinstance(grid, numbers.Integral) or grid < 1:
-        raise ValueError(f"grid must be an int >= 1, got {grid!r}")
+    check_int(grid, 'grid', 1)
 
 def auto_stride(H:int, W:int, grid:int=32) -> int:
     "The smallest stride that leaves at most `grid` candidate positions along each side"
     check_grid(grid)
     return max(1, -(-max(H, W)//grid))
 
-def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
-               h, w, # box height and width in pixels: ints, or (B,) tensors
+def keep_where(sal:Tensor, # (B, H, W) saliency maps
+               h:int|Tensor, w:int|Tensor, # box height and width in pixels: ints, or (B,) tensors
                tau:float=0.6, # quantile level of the threshold, in (0, 1)
                above:bool=False, # False: selective-cut (at most the threshold); True: selective-paste (above it)
                grid:int=32, # candidate centres along each side, at most: every `stride` pixels, see `auto_stride`
-               generator:torch.Generator=None, # source of the draws
+              ) -> tuple:
+    "`(where, stride)`: the (B, Hc, Wc) grid of centres where selective-cut (or -paste) lets a box go, for `place_boxes`"
+    st = auto_stride(*sal.shape[1:], grid)
+    sc, _ = region_scores(integral_image(sal), h, w, anchor='centre', stride=st)
+    return admissible(sc, tau, above), st
+
+def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
+               h:int|Tensor, w:int|Tensor, # box height and width in pixels: ints, or (B,) tensors
+               tau:float=0.6, # quantile level of the threshold, in (0, 1)
+               above:bool=False, # False: selective-cut (at most the threshold); True: selective-paste (above it)
+               grid:int=32, # candidate centres along each side, at most: every `stride` pixels, see `auto_stride`
+               generator:torch.Generator|None=None, # source of the draws
               ) -> Tensor:
     "`(B, 4)` boxes, one per image, centred where selective-cut (or -paste) allows and clipped to the image"
     if not isinstance(sal, Tensor) or sal.ndim != 3: raise ValueError(f"sal must be a (B, H, W) tensor of saliency maps, got {_desc(sal)}")
     for v, name in ((h, 'h'), (w, 'w')):
         if not isinstance(v, Tensor) and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
             raise ValueError(f"{name} must be an int >= 0 or a (B,) tensor of them, got {v!r}")
+    check_tau(tau); check_flag(above, 'above'); check_generator(generator)
     B, H, W = sal.shape
-    st = auto_stride(H, W, grid)
-    sc, ok = region_scores(integral_image(sal), h, w, anchor='centre', stride=st)
-    r, c = choose_regions(sc, ok, tau, above, generator)
-    cy, cx = positions(H, st, 'centre', sal.device)[r], positions(W, st, 'centre', sal.device)[c]
-    h, w = (torch.as_tensor(v, device=sal.device).long().expand(B) for v in (h, w))
-    y0, x0 = cy - h//2, cx - w//2
-    return torch.stack([y0.clamp(0, H), x0.clamp(0, W), (y0 + h).clamp(0, H), (x0 + w).clamp(0, W)], -1)
+    where, st = keep_where(sal, h, w, tau, above, grid)
+    h, w = (torch.as_tensor(v, device=sal.device).long().expand(B)[:, None] for v in (h, w))
+    return place_boxes(h, w, H, W, (B, 1), where, st, generator, sal.device)[:, 0]
 
 def keep_centres(sal:Tensor, # (B, H, W) saliency maps
                  side:int, # side of the boxes in pixels
@@ -58,13 +69,10 @@ def keep_centres(sal:Tensor, # (B, H, W) saliency maps
                 ) -> Tensor:
     "(B, H, W) bool: pixels whose cell's centre takes a `side`-pixel box scoring at most the image's τ-quantile"
     check_tau(tau)
-    B, H, W = sal.shape
-    st = auto_stride(H, W, grid)
-    sc, _ = region_scores(integral_image(sal), side, side, anchor='centre', stride=st)
-    srt = sc.flatten(1).sort(1).values
-    ok = sc <= srt[:, int(tau*(srt.shape[1] - 1))].view(B, 1, 1)  # the lower τ-quantile
-    gi = (torch.arange(H, device=sal.device)//st).clamp(max=sc.shape[1] - 1)
-    gj = (torch.arange(W, device=sal.device)//st).clamp(max=sc.shape[2] - 1)
+    H, W = sal.shape[1:]
+    ok, st = keep_where(sal, side, side, tau, grid=grid)
+    gi = (torch.arange(H, device=sal.device)//st).clamp(max=ok.shape[1] - 1)
+    gj = (torch.arange(W, device=sal.device)//st).clamp(max=ok.shape[2] - 1)
     return ok[:, gi][:, :, gj]
 
 # %% ../nbs/06_keep.ipynb #db5a206f
@@ -76,80 +84,76 @@ def hook_map(cb:Callback, x:Tensor) -> Tensor:
     sal = hook.sal
     if sal is None or sal.shape != (x.shape[0], *x.shape[-2:]): raise ValueError(
         f"{type(cb).__name__} needs the saliency map of this very batch, shape {(x.shape[0], *x.shape[-2:])}, got "
-        f"{None if sal is None else tuple(sal.shape)}: it cannot run on part of a batch (as inside OneOf) or after "
-        f"a callback that resizes the batch")
+        f"{None if sal is None else tuple(sal.shape)}: it cannot run after a callback that resizes the batch")
     return sal
 
 def check_keep_args(p:float, size:float, tau:float, grid:int=32):
     "Raise a clear error, naming the parameter, for a bad `p`, `size`, `tau` or `grid`"
-    if not _is_real(p) or not 0 <= p <= 1: raise ValueError(f"p must be in [0, 1], got {p!r}")
+    check_prob(p)
     if not _is_real(size) or not 0 < size <= 1: raise ValueError(f"size must be in (0, 1] (a fraction of the shorter side), got {size!r}")
     check_tau(tau); check_grid(grid)
 
-def keep_square(cb:Callback, # a callback with `p`, `size` and `tau`, in a learner with a `SaliencyHook`
-                x:Tensor, # the training batch (B, C, H, W)
-                above:bool=False, # False: selective-cut; True: selective-paste
-               ) -> Tensor:
-    "(B, 1, H, W) mask of one square per image of side `cb.size`, placed on the hook's map (`cb.tau`, `cb.grid`), kept with chance `cb.p`; boxes in `cb.boxes`"
-    B, _, H, W = x.shape
-    side = max(1, round(cb.size*min(H, W)))
-    boxes = keep_boxes(hook_map(cb, x), side, side, cb.tau, above=above, grid=cb.grid)
-    valid = torch.rand(B, device=x.device) < cb.p
-    cb.boxes = Boxes(boxes[:, None], valid[:, None])
-    return one_box_mask(boxes, valid, H, W)
+class _KeepSquare(BatchAugment):
+    "One square per image of side `size`, placed on the hook's map by selective-cut (or -paste, `above`), kept with chance `p`"
+    above = False
+    def where(self, x:Tensor, h, w) -> tuple:
+        "`(where, stride)` of the centres selective-cut (or -paste) allows on this batch's map"
+        return keep_where(hook_map(self, x), h, w, self.tau, self.above, self.grid)
 
-class KeepCutout(Callback):
+    def before_fit(self):
+        super().before_fit()
+        check_keep_args(self.p, self.size, self.tau, self.grid)  # they may have been set since
+
+    def square(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "(B, 1, H, W) mask of this batch's squares; the boxes in `boxes`"
+        B, _, H, W = x.shape
+        side = max(1, round(self.size*min(H, W)))
+        boxes = place_boxes(side, side, H, W, (B, 1), *self.where(x, side, side), device=x.device)
+        valid = (torch.rand(B, device=x.device) < self.p)[:, None]
+        if which is not None: valid &= which[:, None]
+        self.boxes = Boxes(boxes, valid)
+        m = box_mask(boxes, valid, H, W)
+        self.coverage = m.flatten(1).float().mean(1)
+        self.log(coverage=self.coverage.mean())
+        return m
+
+class KeepCutout(_KeepSquare):
     "Cutout whose square is drawn among the regions scoring at most the τ-quantile of the image's saliency"
-    run_valid = False
     def __init__(self,
                  p:float=1., # chance that an image gets a cutout
                  size:float=0.5, # side of the square as a fraction of the shorter image side, in (0, 1]
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
-                 fill='zero', # 'zero' (black), 'mean' (data set mean), 'noise', or a pixel colour
+                 fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise', or a pixel colour
                  opacity:float=1., # weight of the fill over the image, in (0, 1]
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
         check_keep_args(p, size, tau, grid)
         check_paint_args(fill, opacity, *((0., 1.) if mean is None and std is None else (mean, std)))
-        self.p, self.size, self.tau, self.fill, self.opacity, self.mean, self.std = p, size, tau, fill, opacity, mean, std
-        self.grid = grid
+        store_attr('p,size,tau,fill,opacity,mean,std,grid')
         self.boxes = None
 
-    def before_fit(self):
-        "Skip `lr_find`; take the normalisation stats from the DataLoaders"
-        self.skip = hasattr(self.learn, 'lr_finder')
-        split_rng()
-        self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(self.dls)
-
-    def before_batch(self):
-        "Cut one square out of each training image, away from what matters"
-        if self.skip: return
-        check_keep_args(self.p, self.size, self.tau, self.grid)
-        x = self.x
-        check_x(x)
-        out = paint(x, keep_square(self, x), self.fill, self.opacity, *self._stats)
-        self.learn.xb = (out, *self.xb[1:])
+    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "Cut one square out of each image, away from what matters"
+        return _paint(x, self.square(x, which), self.fill, self.opacity, *self.stats(), None, False, None)
 
 # %% ../nbs/06_keep.ipynb #eae86b12
-class KeepCutMix(CutMixer):
+class KeepCutMix(CutMix):
     "CutMix whose box avoids the salient regions of the image it is pasted into"
     def __init__(self,
                  alpha:float=1., # λ ~ Beta(alpha, alpha)
                  p:float=1., # chance that a sample is mixed
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
-                 pairing:str='auto', # see `CutMixer`
+                 pairing:str='auto', # see `CutMix`
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
         check_tau(tau); check_grid(grid)
         super().__init__(alpha, p, per_sample=True, pairing=pairing)
         self.tau, self.grid = tau, grid
 
-    def placer(self, x:Tensor, mixed:Tensor=None):
-        "Boxes placed by selective-cut on this batch's saliency maps"
-        check_tau(self.tau); check_grid(self.grid)
-        sal = hook_map(self, x)
-        return lambda h, w: keep_boxes(sal, h, w, self.tau, grid=self.grid)
+    def where(self, x:Tensor, h:Tensor, w:Tensor) -> tuple:
+        "`(where, stride)`: centres allowed by selective-cut on this batch's saliency maps"
+        return keep_where(hook_map(self, x), h, w, self.tau, grid=self.grid)
 
 # %% ../nbs/06_keep.ipynb #4d487c91
 class KeepSprinkles(ProgressiveSprinkles):
@@ -162,19 +166,16 @@ class KeepSprinkles(ProgressiveSprinkles):
         super().__init__(*args, **kwargs)
         self.tau, self.grid = tau, grid
 
-    def centres(self, x:Tensor, v:dict) -> Tensor:
-        "Centres allowed by selective-cut for holes of the largest current size"
-        check_tau(self.tau); check_grid(self.grid)
-        size = max(v['size']) if isinstance(v['size'], (tuple, list)) else v['size']
-        side = max(1, round(size*min(x.shape[-2:])))
-        return keep_centres(hook_map(self, x), side, self.tau, self.grid)
+    def where(self, x:Tensor, side:int) -> tuple:
+        "`(where, 1)`: pixels allowed by selective-cut for holes of the largest current size"
+        return keep_centres(hook_map(self, x), side, self.tau, self.grid), 1
 
 # %% ../nbs/06_keep.ipynb #efd374bf
-class SelectivePaste(Callback):
+class SelectivePaste(_KeepSquare):
     "Apply a batch augmentation `tfm`, then paste back from the original a region scoring above the τ-quantile"
-    run_valid = False
+    above = True
     def __init__(self,
-                 tfm, # a function of the batch (B, C, H, W) returning an augmented batch of the same shape
+                 tfm:Callable, # a function of the batch (B, C, H, W) returning an augmented batch of the same shape
                  p:float=1., # chance that an image gets its region pasted back
                  size:float=0.5, # side of the square as a fraction of the shorter image side, in (0, 1]
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
@@ -182,21 +183,14 @@ class SelectivePaste(Callback):
                 ):
         if not callable(tfm): raise TypeError(f"tfm must be a function of the batch, got {type(tfm).__name__}")
         check_keep_args(p, size, tau, grid)
-        self.tfm, self.p, self.size, self.tau, self.grid, self.boxes = tfm, p, size, tau, grid, None
+        store_attr('tfm,p,size,tau,grid')
+        self.boxes = None
 
-    def before_fit(self):
-        "Skip `lr_find`"
-        self.skip = hasattr(self.learn, 'lr_finder')
-        split_rng()
-
-    def before_batch(self):
-        "Augment the batch and paste the salient region back"
-        if self.skip: return
-        check_keep_args(self.p, self.size, self.tau, self.grid)
-        x = self.x
-        check_x(x)
+    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
+        "Augment the batch (the images in `which`) and paste the salient region back"
         out = self.tfm(x)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             raise ValueError(f"tfm must return a batch of the input's shape {tuple(x.shape)}, got "
                              f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
-        self.learn.xb = (torch.where(keep_square(self, x, above=True), x, out.to(x.dtype)), *self.xb[1:])
+        if which is not None: out = torch.where(which[:, None, None, None], out, x)
+        return torch.where(self.square(x, which), x, out.to(x.dtype))

@@ -1,4 +1,4 @@
-"""Which pixels does the label depend on? Vanilla-gradient saliency maps for a training batch, computed without disturbing training, and the scores of every candidate region of them.
+"""Which pixels does the label depend on? Vanilla-gradient saliency maps for a training batch, computed without disturbing training.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/saliency.html.md"""
 
@@ -10,16 +10,13 @@ import math, time
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from fastai.callback.core import Callback
 from fastai.layers import ResBlock
-from .boxes import check_x, check_flag, _is_real
-from .cutmix import CutMixer, OneOf, mix_loss, _desc
+from .checks import check_x, check_flag, _is_real
 from .anneal import Restoring
 
 # %% auto #0
 __all__ = ['MODES', 'target_logit', 'saliency', 'check_saliency_args', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead',
-           'unwrap_model', 'SaliencyHook', 'early_head_loss', 'integral_image', 'positions', 'region_scores',
-           'check_tau', 'choose_regions']
+           'unwrap_model', 'SaliencyHook', 'early_head_loss']
 
 # %% ../nbs/05_saliency.ipynb #815051f4
 MODES = ('full', 'lowres', 'early')
@@ -251,81 +248,7 @@ class SaliencyHook(Restoring):
 
 # %% ../nbs/05_saliency.ipynb #6f657973
 def early_head_loss(learn, out:Tensor) -> Tensor:
-    "The learner's loss of the early head's logits `out`, mixed like the main loss if a `CutMixer` mixed the batch"
-    cms = [c for c in learn.cbs if isinstance(c, CutMixer)]
-    cms += [a for c in learn.cbs if isinstance(c, OneOf) for a in c.augs if isinstance(a, CutMixer)]
-    cm = next((c for c in cms if getattr(c, 'mixed_batch', False)), None)
-    if cm is not None: return mix_loss(learn.loss_func, out, learn.yb, cm.lam, cm.perm)
+    "The learner's loss of the early head's logits `out`, mixed like the main loss if the batch's labels are mixed"
+    mixed = getattr(learn, 'mixed_labels', None)  # published by `CutMix` for a mixed batch
+    if mixed is not None: return mixed.loss(out)
     return learn.loss_func(out, *learn.yb)
-
-# %% ../nbs/05_saliency.ipynb #14ca6952
-def integral_image(s:Tensor, # maps (B, H, W)
-                  ) -> Tensor:
-    "(B, H+1, W+1) summed-area table of `s`: `S[b, i, j]` is the sum of `s[b, :i, :j]`"
-    dt = torch.float32 if s.device.type == 'mps' else torch.float64
-    return F.pad(s.to(dt).cumsum(1).cumsum(2), (1, 0, 1, 0))
-
-def _as_sides(v, B:int, device) -> Tensor:
-    "A side in pixels for every image: `(B,)` long"
-    return torch.as_tensor(v, device=device).long().expand(B) if not isinstance(v, Tensor) or v.ndim == 0 else v.to(device).long()
-
-def positions(n:int, # pixels along the side
-              stride:int=1, # distance between candidate positions
-              anchor:str='corner', # 'corner' positions start at 0, 'centre' ones at `stride//2` (the middle of each cell)
-              device=None) -> Tensor:
-    "Pixel coordinates of the candidate positions along a side of `n` pixels"
-    return torch.arange(stride//2 if anchor == 'centre' else 0, n, stride, device=device)
-
-def region_scores(S:Tensor, # summed-area tables (B, H+1, W+1), from `integral_image`
-                  h, w, # box height and width in pixels: ints, or (B,) tensors, one per image
-                  anchor:str='corner', # positions are top-left corners ('corner') or centres ('centre', clipped boxes)
-                  stride:int=1, # score every `stride`-th position in each direction
-                 ) -> tuple:
-    "`(scores, valid)`, both (B, Hc, Wc): the map's sum in the box at every candidate position, and where the box is allowed"
-    if anchor not in ('corner', 'centre'): raise ValueError(f"anchor must be 'corner' or 'centre', got {anchor!r}")
-    B, H, W = S.shape[0], S.shape[1] - 1, S.shape[2] - 1
-    dev = S.device
-    h, w = _as_sides(h, B, dev), _as_sides(w, B, dev)
-    i, j = positions(H, stride, anchor, dev)[None], positions(W, stride, anchor, dev)[None]
-    y0, x0 = (i, j) if anchor == 'corner' else (i - h[:, None]//2, j - w[:, None]//2)
-    y1, x1 = (y0 + h[:, None]).clamp(0, H), (x0 + w[:, None]).clamp(0, W)
-    y0, x0 = y0.clamp(0, H).expand(B, -1), x0.clamp(0, W).expand(B, -1)
-    W1, flat = W + 1, S.reshape(B, -1)
-    at = lambda Y, X: flat.gather(1, (Y[:, :, None]*W1 + X[:, None, :]).reshape(B, -1)).view(B, Y.shape[1], X.shape[1])
-    scores = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
-    if anchor == 'centre': return scores, torch.ones_like(scores, dtype=torch.bool)
-    valid = (i + h[:, None] <= H)[:, :, None] & (j + w[:, None] <= W)[:, None, :]
-    return scores, valid
-
-# %% ../nbs/05_saliency.ipynb #ba03bf8e
-def check_tau(tau:float):
-    "Raise unless `tau` is a quantile level in (0, 1)"
-    if not _is_real(tau) or not 0 < tau < 1: raise ValueError(f"tau must be in (0, 1) (a quantile level), got {tau!r}")
-
-def choose_regions(scores:Tensor, # (B, H, W) region scores, from `region_scores`
-                   valid:Tensor, # (B, H, W) bool: allowed positions
-                   tau:float=0.6, # quantile level of the threshold, in (0, 1)
-                   above:bool=False, # False: positions scoring at most the threshold (cut); True: at least (paste)
-                   generator:torch.Generator=None, # source of the draws
-                  ) -> tuple:
-    "`(rows, cols)`, each (B,): one admissible position per image, drawn uniformly among those on the right side of the threshold"
-    check_tau(tau); check_flag(above, 'above')
-    if not isinstance(scores, Tensor) or scores.ndim != 3: raise ValueError(f"scores must be a (B, H, W) tensor, got {_desc(scores)}")
-    if not isinstance(valid, Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape:
-        raise ValueError(f"valid must be a bool tensor of the shape of scores {tuple(scores.shape)}, got {_desc(valid)}")
-    B, H, W = scores.shape
-    if not bool(valid.flatten(1).any(1).all()): raise ValueError("some image has no valid position: is the box larger than the image?")
-    sc, ok = scores.flatten(1), valid.flatten(1)
-    if bool(ok.all()):  # the same number of candidates everywhere: a selection, cheaper than a sort
-        k = int(tau*(sc.shape[1] - 1))
-        thr, top = sc.kthvalue(k + 1, 1, keepdim=True).values, sc.amax(1, keepdim=True)
-    else:  # invalid positions sort last
-        srt = torch.where(ok, sc, torch.tensor(math.inf, dtype=sc.dtype, device=sc.device)).sort(1).values
-        n = ok.sum(1, keepdim=True)
-        thr, top = srt.gather(1, (tau*(n - 1)).floor().long()), srt.gather(1, n - 1)  # lower τ-quantile, maximum
-    if not above: adm = ok & (sc <= thr)
-    else:  # strictly above; where nothing is (a flat map), the top score
-        adm = ok & (sc > thr)
-        adm |= ok & (sc >= top) & ~adm.any(1, keepdim=True)
-    idx = torch.multinomial(adm.float(), 1, generator=generator)[:, 0]
-    return idx // W, idx % W

@@ -28,7 +28,7 @@ from fastai.torch_core import rank_distrib, num_distrib
 
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.cutmix import CutMixer
+from fastai_sprinkles.cutmix import CutMix
 from fastai_sprinkles.saliency import SaliencyHook, unwrap_model
 from fastai_sprinkles.keep import KeepCutout
 
@@ -90,8 +90,8 @@ class After(Callback):
                    model=type(self.learn.model).__name__, dl=type(self.learn.dl).__name__,
                    mask_sha1=digest(mask), mask_sum=int(mask.sum()), x_sha1=digest(x), finite=bool(torch.isfinite(x).all()))
         if hasattr(self.learn, 'progressive_sprinkles'): row['p'] = float(self.learn.progressive_sprinkles.p)
-        if hasattr(self.learn, 'cut_mixer'):
-            cm = self.learn.cut_mixer
+        if hasattr(self.learn, 'cut_mix'):
+            cm = self.learn.cut_mix
             row.update(boxes=cm.boxes.boxes.tolist(), valid=cm.boxes.valid.tolist(), lam=cm.lam.tolist(), perm=cm.perm.tolist())
         if hasattr(self.learn, 'saliency_hook'):
             row['sal_finite'] = bool(torch.isfinite(self.learn.saliency_hook.sal).all())
@@ -109,13 +109,13 @@ def train(name, cbs, epochs, out):
     rec.update(completed=True, rows=learn.after.rows, params=param_checksum(learn.model),
                train_bs_after=learn.dls.train.bs, anneal=getattr(learn.recorder, 'anneal_hist', None),
                loss=float(learn.recorder.losses[-1]) if learn.recorder.losses else None)
-    if hasattr(learn, 'progressive_sprinkles'): rec['hist_p'] = [h['p'] for h in learn.progressive_sprinkles.hist]
+    if hasattr(learn, 'progressive_sprinkles'): rec['hist_p'] = learn.progressive_sprinkles.hist['p']
     (Path(out)/f'{name}-rank{rank_distrib()}.json').write_text(json.dumps(rec))
 
 RUNS = {
     'sprinkles': (lambda: [Annealer({'progressive_sprinkles.p': SchedLin(0.25, 1.), 'bs': SchedLin(4, 8)}),
                            ProgressiveSprinkles(p=0.5, n=(1, 3), size=0.2, fill='zero')], 2),
-    'cutmix': (lambda: [CutMixer()], 1),
+    'cutmix': (lambda: [CutMix()], 1),
     'saliency_full': (lambda: [SaliencyHook('full'), KeepCutout(size=0.25)], 1),
     'saliency_lowres': (lambda: [SaliencyHook('lowres'), KeepCutout(size=0.25)], 1),
 }

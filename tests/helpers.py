@@ -13,3 +13,7 @@ def cb(order=0, **events):
     c = Callback(**events)
     c.order = order
     return c
+
+def rows(hist:dict) -> list:
+    "A callback's `hist` ({name: values}) as one dict per batch"
+    return [dict(zip(hist, vals)) for vals in zip(*hist.values())]

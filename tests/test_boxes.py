@@ -1,8 +1,8 @@
 "Property and fault tests of `fastai_sprinkles.boxes`: sampling boxes, hole masks, fills and `sprinkle`"
 import pytest, torch
 from hypothesis import given, settings, strategies as st
-from fastai_sprinkles.boxes import (FILLS, BOX_BITS, as_range, check_sprinkle_args, clip_boxes, sample_boxes, box_mask,
-                                    box_mask_bmm, box_mask_cumsum, box_mask_runs, box_runs, hole_offsets, fill_values,
+from fastai_sprinkles.checks import FILLS, as_range, check_sprinkle_args
+from fastai_sprinkles.boxes import (BOX_BITS, clip_boxes, sample_boxes, box_mask, box_runs, hole_offsets, fill_values,
                                     paint, sprinkle, Sprinkled)
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -61,24 +61,26 @@ def test_explicit_sizes_and_clip_boxes():
 
 # --- masks ---------------------------------------------------------------------------------------------------------
 
+def loop_mask(boxes, valid, H, W):
+    "The union of the valid boxes, painted box by box: the plain answer to check `box_mask` against"
+    ref = torch.zeros(len(boxes), 1, H, W, dtype=torch.bool)
+    for b in range(len(boxes)):
+        for (y0, x0, y1, x1), v in zip(boxes[b].tolist(), valid[b].tolist()):
+            if v: ref[b, 0, y0:y1, x0:x1] = True
+    return ref
+
 @prop
 @given(B=st.integers(1, 4), H=sides, W=sides, n=counts, size=sizes, p=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_mask_methods_agree_with_a_loop(B, H, W, n, size, p, seed):
     boxes, valid = sample_boxes(B, H, W, n, size, p, generator=gen(seed))
-    ref = torch.zeros(B, 1, H, W, dtype=torch.bool)
-    for b in range(B):
-        for (y0, x0, y1, x1), v in zip(boxes[b].tolist(), valid[b].tolist()):
-            if v: ref[b, 0, y0:y1, x0:x1] = True
-    assert torch.equal(box_mask_bmm(boxes, valid, H, W), ref)
-    assert torch.equal(box_mask_cumsum(boxes, valid, H, W), ref)
-    assert torch.equal(box_mask_runs(boxes, valid, H, W), ref)
+    ref = loop_mask(boxes, valid, H, W)
+    assert torch.equal(box_mask(boxes, valid, H, W), ref)
     assert torch.equal(box_mask(boxes, valid, H, W, torch.float16), ref.half())
 
 @pytest.mark.parametrize('n', [(40, BOX_BITS), BOX_BITS, (BOX_BITS+1, 100)])
 def test_box_mask_with_many_boxes_per_image(n):
     bx = sample_boxes(3, 30, 50, n=n, size=(0.05, 0.3), p=0.9, generator=gen())
-    assert torch.equal(box_mask(*bx, 30, 50), box_mask_bmm(*bx, 30, 50))
-    if bx.boxes.shape[1] <= BOX_BITS: assert torch.equal(box_mask_runs(*bx, 30, 50), box_mask_cumsum(*bx, 30, 50))
+    assert torch.equal(box_mask(*bx, 30, 50), loop_mask(*bx, 30, 50))
 
 def test_runs_refuse_more_boxes_than_bits():
     bx = sample_boxes(2, 30, 50, n=BOX_BITS+1, size=0.1, generator=gen())
@@ -323,3 +325,22 @@ def test_checks_without_a_batch_at_construction_time():
 def test_paint_rejects_a_mask_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r'mask must have shape \(B, 1, H, W\)'):
         paint(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8, dtype=torch.bool))
+
+# --- invariants other libraries test for their erasing and CutMix ----------------------------------------------------
+
+@pytest.mark.parametrize('fill', ['zero', 'mean', 'noise', 0.5])
+def test_empty_batch(fill):
+    x = torch.zeros(0, 3, 8, 8)
+    s = sprinkle(x, 1., 3, .2, fill, mean=IMAGENET[0], std=IMAGENET[1], return_mask=True, generator=gen())
+    assert s.x.shape == (0, 3, 8, 8) and s.mask.shape == (0, 1, 8, 8) and s.coverage.shape == (0,)
+
+@pytest.mark.parametrize('kw', [dict(fill='noise', opacity=.5, n=4), dict(fill='noise', n=70), dict(fill='noise', opacity=.5, n=70),
+                                dict(fill='noise', n=4), dict(fill='zero', opacity=.5, n=70)])
+def test_backpropagates_through_the_holes(kw):
+    "The gradient of the sum of a sprinkled batch is 1 outside the holes and 1 - opacity inside"
+    x = torch.randn(3, 3, 20, 20, requires_grad=True)
+    op = kw.pop('opacity', 1.)
+    s = sprinkle(x, 1., size=.1, opacity=op, return_mask=True, generator=gen(), **kw)
+    s.x.sum().backward()
+    want = torch.where(s.mask.expand_as(x), torch.tensor(1 - op), torch.tensor(1.))
+    assert torch.allclose(x.grad, want)

@@ -10,7 +10,7 @@ import fastai_sprinkles.compare as C
 from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, shard_grid,
                                       parse_shard, merge_runs, split_config)
 from fastai_sprinkles.cli import PROFILES
-from fastai_sprinkles.cutmix import CutMixer, OneOf
+from fastai_sprinkles.cutmix import CutMix, OneOf
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 
 def tiny_dls(bs=16, n=96):
@@ -91,7 +91,7 @@ def test_interrupted_write_keeps_old_file(tmp_path, monkeypatch):
 # --- timing and configurations
 
 def test_runstats_times_the_augmentation_once_and_unwraps():
-    sp, cm = Sleepy(), CutMixer()
+    sp, cm = Sleepy(), CutMix()
     res = train_run(tiny_dls, cbs=[OneOf([sp, cm], ps=[.5, .5])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     n_batches = 2*4
     assert res['aug_s'] >= n_batches*2e-3  # the nested Sleepy, inside OneOf's timed before_batch

@@ -10,14 +10,14 @@ from fastai.basics import (Learner, DataLoaders, TfmdDL, Callback, CancelFitExce
                            CrossEntropyLossFlat, BCEWithLogitsLossFlat, LabelSmoothingCrossEntropyFlat, set_seed)
 from fastai.data.block import DataBlock, TransformBlock, CategoryBlock, MultiCategoryBlock
 from fastai.data.transforms import IndexSplitter
-from fastai.callback.mixup import CutMix, MixUp
+from fastai.callback.mixup import CutMix as FastaiCutMix, MixUp
 from fastai.callback.schedule import SchedLin
 from torch.utils.data import TensorDataset
 
-from fastai_sprinkles.cutmix import (cutmix, partners, cutmix_boxes, own_fraction, mix_loss, mix_mode, CutMixer, OneOf,
+from fastai_sprinkles.cutmix import (cutmix, partners, cutmix_boxes, own_fraction, mix_loss, mix_mode, CutMix, OneOf,
                                      assign, check_ps, sample_lam)
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.sprinkles import ProgressiveSprinkles
+from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
 
 prop = settings(max_examples=40, deadline=None)
 N_CLS, NAMES = 4, list('abcd')
@@ -54,12 +54,12 @@ def quiet(learn, meth='fit', *args, **kwargs):
     with learn.no_bar(), learn.no_logging(): return getattr(learn, meth)(*args, **kwargs)
 
 class Record(Callback):
-    "After CutMixer: keep what the model saw and what the loss did at each training batch"
+    "After CutMix: keep what the model saw and what the loss did at each training batch"
     order = 1
     def __init__(self): self.rows = []
     def after_loss(self):
         if not self.training: return
-        cm = self.learn.cut_mixer
+        cm = self.learn.cut_mix
         self.rows.append(dict(x=self.learn.xb[0].clone(), yb=tuple(self.learn.yb), pred=self.learn.pred.detach(),
                               loss=self.learn.loss.detach(), lam=cm.lam.clone(), perm=cm.perm.clone(),
                               lf=self.learn.loss_func))
@@ -146,7 +146,7 @@ def test_partners():
     firsts = torch.tensor([int(partners(5)[0]) for _ in range(2000)])  # shuffle: partner uniform over the others
     assert set(firsts.tolist()) == {1, 2, 3, 4} and (torch.bincount(firsts)[1:].float()/2000 - .25).abs().max() < .05
     with pytest.raises(ValueError, match='pairing must be one of'): partners(4, 'flip')
-    with pytest.raises(ValueError, match='pairing must be'): CutMixer(pairing='flip')
+    with pytest.raises(ValueError, match='pairing must be'): CutMix(pairing='flip')
 
 @pytest.mark.parametrize('shuffle', [True, False])
 def test_auto_pairing_follows_the_loader(shuffle):
@@ -155,7 +155,7 @@ def test_auto_pairing_follows_the_loader(shuffle):
     y = torch.randint(0, N_CLS, (96,))
     dls = DataLoaders(TfmdDL(TensorDataset(x[:64], y[:64]), bs=16, shuffle=shuffle), TfmdDL(TensorDataset(x[64:], y[64:]), bs=16))
     rec = Record()
-    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMixer(), rec])
+    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(), rec])
     quiet(learn, 'fit', 3)
     rolled = [torch.equal(r['perm'], (torch.arange(16) + r['perm'][0]) % 16) for r in rec.rows]
     assert all(rolled) if shuffle else not any(rolled)
@@ -220,7 +220,7 @@ def test_trains_and_mixes_each_loss(kind):
     dls = synth_dls(multi=kind == 'bce')
     lf = LOSSES[kind]()
     rec = Record()
-    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMixer(), rec], lr=1e-2)
+    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMix(), rec], lr=1e-2)
     w0 = [p.detach().clone() for p in learn.model.parameters()]
     set_seed(0)
     quiet(learn, 'fit', 2)
@@ -238,7 +238,7 @@ def test_trains_and_mixes_each_loss(kind):
 def test_odd_batches_and_a_batch_of_one():
     dls = synth_dls(n_train=31, bs=15)  # batches of 15, 15 and 1
     rec = Record()
-    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMixer(), rec])
+    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(), rec])
     quiet(learn, 'fit', 1)
     assert sorted(len(r['lam']) for r in rec.rows) == [1, 15, 15]
     one = next(r for r in rec.rows if len(r['lam']) == 1)
@@ -247,7 +247,7 @@ def test_odd_batches_and_a_batch_of_one():
 def test_p0_changes_nothing():
     "With p=0 training is bit for bit the same as without the callback"
     runs = []
-    for cbs in ([], [CutMixer(p=0.)]):
+    for cbs in ([], [CutMix(p=0.)]):
         set_seed(1)
         dls = synth_dls()  # its shuffling generator is seeded from the global one
         losses = []
@@ -262,7 +262,7 @@ def test_p0_changes_nothing():
 def test_predict_and_get_preds_as_without_the_callback(multi):
     dls = synth_dls(multi=multi)
     lf = BCEWithLogitsLossFlat() if multi else CrossEntropyLossFlat()
-    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=CutMixer(), lr=1e-2)
+    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=CutMix(), lr=1e-2)
     set_seed(0)
     quiet(learn, 'fit', 2)
     assert learn.loss_func is lf
@@ -284,7 +284,7 @@ def test_validation_and_lr_find_are_untouched():
     def check(cb):
         if cb.training and not hasattr(cb.learn, 'lr_finder'): return
         seen.append((cb.training, cb.learn.loss_func is lf, cb.learn.xb[0].clone()))
-    cm = CutMixer()
+    cm = CutMix()
     learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[cm, cb(1, after_loss=check)])
     quiet(learn, 'fit', 1)
     valid = [s for s in seen if not s[0]]
@@ -303,7 +303,7 @@ def test_fp16_and_cpu_autocast_keep_dtypes():
         dls = synth_dls(multi=multi)
         lf = BCEWithLogitsLossFlat() if multi else CrossEntropyLossFlat()
         rec = Record()
-        learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMixer(), rec]).to_fp16()
+        learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMix(), rec]).to_fp16()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             quiet(learn, 'fit', 1)
@@ -316,7 +316,7 @@ def test_fp16_and_cpu_autocast_keep_dtypes():
         def leave(cb): ac['cm'].__exit__(None, None, None)
         rec = Record()
         learn = Learner(dls, tiny_net(), loss_func=lf,
-                        cbs=[CutMixer(), cb(-1, before_batch=enter), cb(2, after_loss=leave), rec])
+                        cbs=[CutMix(), cb(-1, before_batch=enter), cb(2, after_loss=leave), rec])
         quiet(learn, 'fit', 1)
         assert rec.rows[0]['pred'].dtype == torch.bfloat16
         assert all(torch.isfinite(r['loss']) and r['loss'].dtype == torch.float32 for r in rec.rows)
@@ -327,7 +327,7 @@ def test_same_seed_same_batches():
     for seed in (3, 3, 4):
         set_seed(seed)
         dls, rec = synth_dls(), Record()
-        learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMixer(alpha=.5, p=.7), rec])
+        learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(alpha=.5, p=.7), rec])
         quiet(learn, 'fit', 1)
         runs.append(rec.rows)
     same = lambda a, b: all(torch.equal(u['x'], v['x']) and torch.equal(u['lam'], v['lam']) for u, v in zip(a, b))
@@ -342,7 +342,7 @@ def test_cancel_or_interrupt_leaves_the_loss_alone(exc):
     def stop(c):
         n[0] += 1
         if n[0] == 3: raise exc()
-    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMixer(), rec, cb(5, after_batch=stop)])
+    learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[CutMix(), rec, cb(5, after_batch=stop)])
     set_seed(0)
     if exc is KeyboardInterrupt:
         with pytest.raises(KeyboardInterrupt): quiet(learn, 'fit', 2)
@@ -360,30 +360,30 @@ def test_annealer_schedules_alpha_and_p():
     dls = synth_dls(n_train=120, bs=15)
     seen = []
     def spy(cb):
-        if cb.training: seen.append((cb.learn.cut_mixer.alpha, cb.learn.cut_mixer.p, cb.learn.cut_mixer.lam.clone()))
+        if cb.training: seen.append((cb.learn.cut_mix.alpha, cb.learn.cut_mix.p, cb.learn.cut_mix.lam.clone()))
     learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(),
-                    cbs=[CutMixer(alpha=1., p=0.), cb(1, after_loss=spy)])
+                    cbs=[CutMix(alpha=1., p=0.), cb(1, after_loss=spy)])
     set_seed(0)
-    quiet(learn, 'fit', 2, cbs=Annealer({'cut_mixer.p': SchedLin(0., 1.), 'cut_mixer.alpha': SchedLin(.5, 2.)}))
+    quiet(learn, 'fit', 2, cbs=Annealer({'cut_mix.p': SchedLin(0., 1.), 'cut_mix.alpha': SchedLin(.5, 2.)}))
     ps = [s[1] for s in seen]
     assert ps[0] == 0 and ps == sorted(ps) and ps[-1] > .9
     assert seen[0][0] == .5 and seen[-1][0] > 1.8
     assert (seen[0][2] == 1).all() and (seen[-1][2] < 1).any()
-    assert learn.cut_mixer.p == 0. and learn.cut_mixer.alpha == 1.
+    assert learn.cut_mix.p == 0. and learn.cut_mix.alpha == 1.
 
 # ---------------------------------------------------------------- bad input
 
 def test_bad_arguments_name_the_parameter():
     for kw, msg in ((dict(alpha=0.), 'alpha must'), (dict(alpha=-1.), 'alpha must'), (dict(alpha=float('inf')), 'alpha must'),
                     (dict(p=-.1), 'p must be in'), (dict(p=1.5), 'p must be in'), (dict(p='1'), 'p must be in')):
-        with pytest.raises(ValueError, match=msg): CutMixer(**kw)
+        with pytest.raises(ValueError, match=msg): CutMix(**kw)
         with pytest.raises(ValueError, match=msg): cutmix(torch.zeros(2, 1, 4, 4), **kw)
-    learn = Learner(synth_dls(), tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=CutMixer())
-    learn.cut_mixer.alpha = 0.  # set later, as the Annealer would: fails at the first batch
-    with pytest.raises(ValueError, match='alpha must'): quiet(learn, 'fit', 1)
-    assert type(learn.loss_func) is type(CrossEntropyLossFlat())
+    cm = CutMix()
+    with pytest.raises(ValueError, match='alpha must'): cm.alpha = 0.  # set later, as the Annealer would: fails when set
+    with pytest.raises(ValueError, match='p must be in'): cm.p = 1.5
+    assert (cm.alpha, cm.p) == (1., 1.)
     with pytest.raises(TypeError, match='x must be a 4-D floating point'): cutmix(torch.zeros(2, 4, 4))
-    with pytest.raises(ValueError, match='mixed must be'): cutmix(torch.zeros(3, 1, 4, 4), mixed=torch.ones(2, dtype=bool))
+    with pytest.raises(ValueError, match='which must be None or a'): cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
 
 @pytest.mark.parametrize('y, msg', [
     (torch.zeros(8, 16, 16, dtype=torch.long), 'integer targets must be one class index per sample'),
@@ -393,7 +393,7 @@ def test_bad_arguments_name_the_parameter():
 def test_unmixable_targets(y, msg):
     x = torch.randn(8, 3, 16, 16)
     dls = DataLoaders(TfmdDL(TensorDataset(x, y), bs=8), TfmdDL(TensorDataset(x, y), bs=8))
-    learn = Learner(dls, tiny_net(), loss_func=lambda p, t: p.sum(), cbs=CutMixer())
+    learn = Learner(dls, tiny_net(), loss_func=lambda p, t: p.sum(), cbs=CutMix())
     with pytest.raises(ValueError, match=msg): quiet(learn, 'fit', 1)
     with pytest.raises(ValueError, match='cannot mix target 0'): mix_mode((y,), 8)
     with pytest.raises(ValueError, match='first dim 8'): mix_mode((torch.zeros(7),), 8)
@@ -408,13 +408,13 @@ def test_loss_without_reduction_none():
 
 # ---------------------------------------------------------------- OneOf
 
-class Mark(Callback):
+class Mark(BatchAugment):
     "An input-only augmentation that adds `v` to every image it is given (and keeps their count)"
-    def __init__(self, v, change_y=False): self.v, self.change_y, self.n = v, change_y, 0
-    def before_batch(self):
-        self.n += len(self.learn.xb[0])
-        self.learn.xb = (self.learn.xb[0] + self.v, *self.learn.xb[1:])
-        if self.change_y: self.learn.yb = tuple(y.clone() for y in self.learn.yb)
+    def __init__(self, v): self.v, self.n = v, 0
+    def augment(self, x, which=None):
+        which = torch.ones(len(x), dtype=torch.bool) if which is None else which
+        self.n += int(which.sum())
+        return torch.where(which[:, None, None, None], x + self.v, x)
 
 def test_assign_frequencies():
     torch.manual_seed(0)
@@ -428,7 +428,7 @@ def test_assign_frequencies():
 def test_one_of_gives_each_sample_at_most_one():
     dls = synth_dls(n_train=600, bs=50)
     lf = CrossEntropyLossFlat()
-    cm, m1, m2 = CutMixer(), Mark(1000.), Mark(-1000.)
+    cm, m1, m2 = CutMix(), Mark(1000.), Mark(-1000.)
     oo = OneOf([m1, cm, m2], ps=[.3, .3, .2])
     rows = []
     before = cb(-1, before_batch=lambda c: rows.append([c.learn.xb[0].clone()]) if c.training else None)
@@ -457,14 +457,14 @@ def test_one_of_gives_each_sample_at_most_one():
     assert learn.loss_func is lf
 
 def test_one_of_never_writes_into_the_batch():
-    "With a CutMixer that mixes nothing (p=0) and an input augmentation, the loader's batch is left alone"
+    "With a CutMix that mixes nothing (p=0) and an input augmentation, the loader's batch is left alone"
     dls = synth_dls()
     seen = []
     def keep(c):
         if c.training: seen.append((c.learn.xb[0], c.learn.xb[0].clone()))
     def check(c):
         if c.training: assert torch.equal(seen[-1][0], seen[-1][1])
-    oo = OneOf([CutMixer(p=0.), Mark(5.)], ps=[.5, .5])
+    oo = OneOf([CutMix(p=0.), Mark(5.)], ps=[.5, .5])
     learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[cb(-1, before_batch=keep), oo, cb(1, after_loss=check)])
     quiet(learn, 'fit', 1)
     assert len(seen) == len(dls.train) and oo.counts[1] > 0
@@ -478,38 +478,47 @@ def test_multi_input_batches():
     dls = DataLoaders(TfmdDL(TensorDataset(x[:32], side[:32], y[:32]), bs=8, shuffle=True, n_inp=2),
                       TfmdDL(TensorDataset(x[32:], side[32:], y[32:]), bs=8, n_inp=2))
     got = []
-    learn = Learner(dls, Net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMixer(), cb(1, after_loss=lambda c: got.append(c.learn.xb) if c.training else None)])
+    learn = Learner(dls, Net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(), cb(1, after_loss=lambda c: got.append(c.learn.xb) if c.training else None)])
     quiet(learn, 'fit', 1)
     assert len(got) == 4 and all(len(xb) == 2 and xb[1].shape == (8, 2) for xb in got)
 
 def test_one_of_with_sprinkles_and_annealer():
     dls = synth_dls()
     lf = CrossEntropyLossFlat()
-    oo = OneOf([CutMixer(alpha=1.), ProgressiveSprinkles(p=1., n=4, size=.2)], ps=[.5, .5])
+    oo = OneOf([CutMix(alpha=1.), ProgressiveSprinkles(p=1., n=4, size=.2)], ps=[.5, .5])
     alphas = []
     learn = Learner(dls, tiny_net(), loss_func=lf,
-                    cbs=[oo, cb(1, after_loss=lambda c: alphas.append(oo.cut_mixer.alpha) if c.training else None)])
+                    cbs=[oo, cb(1, after_loss=lambda c: alphas.append(oo.cut_mix.alpha) if c.training else None)])
     set_seed(0)
-    quiet(learn, 'fit', 2, cbs=Annealer({'one_of.cut_mixer.alpha': SchedLin(.2, 2.), 'one_of.ps': [SchedLin(0., .5), .5]}))
+    quiet(learn, 'fit', 2, cbs=Annealer({'one_of.cut_mix.alpha': SchedLin(.2, 2.), 'one_of.ps': [SchedLin(0., .5), .5]}))
     assert alphas[0] == pytest.approx(.2) and alphas[-1] > 1.8
-    assert learn.loss_func is lf and oo.cut_mixer.alpha == 1. and oo.ps == [.5, .5]
+    assert learn.loss_func is lf and oo.cut_mix.alpha == 1. and oo.ps == [.5, .5]
     assert oo.counts[0] > 0 and oo.counts[1] > 0 and oo.progressive_sprinkles.hist
 
 def test_one_of_bad_input():
-    with pytest.raises(ValueError, match='at most one CutMixer'): OneOf([CutMixer(), CutMixer()])
-    with pytest.raises(ValueError, match='sum of at most 1'): OneOf([CutMixer(), Mark(1.)], ps=[.6, .6])
-    with pytest.raises(ValueError, match='list of 2 numbers'): OneOf([CutMixer(), Mark(1.)], ps=[.5])
-    with pytest.raises(TypeError, match='use CutMixer'): OneOf([CutMix()])
-    with pytest.raises(TypeError, match='use CutMixer'): OneOf([MixUp()])
-    with pytest.raises(TypeError, match='callback instances'): OneOf([CutMixer])
+    with pytest.raises(ValueError, match='at most one augmentation that mixes labels'): OneOf([CutMix(), CutMix()])
+    with pytest.raises(ValueError, match='sum of at most 1'): OneOf([CutMix(), Mark(1.)], ps=[.6, .6])
+    with pytest.raises(ValueError, match='list of 2 numbers'): OneOf([CutMix(), Mark(1.)], ps=[.5])
+    with pytest.raises(TypeError, match="use fastai_sprinkles' CutMix"): OneOf([FastaiCutMix()])
+    with pytest.raises(TypeError, match="use fastai_sprinkles' CutMix"): OneOf([MixUp()])
+    with pytest.raises(TypeError, match='BatchAugment callbacks'): OneOf([CutMix])
+    with pytest.raises(TypeError, match='BatchAugment callbacks'): OneOf([Callback()])
     with pytest.raises(ValueError, match='at least one'): OneOf([])
     dls = synth_dls()
-    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=OneOf([Mark(1., change_y=True)], ps=[1.]))
-    with pytest.raises(ValueError, match='changed the targets'): quiet(learn, 'fit', 1)
     m = Mark(1.)
     learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[m, OneOf([m])])
     with pytest.raises(ValueError, match='would run twice'): quiet(learn, 'fit', 1)
-    oo = OneOf([CutMixer(), Mark(1.)])
-    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=oo)
-    oo.ps = [.9, .9]  # as a bad schedule would: fails at the first batch
-    with pytest.raises(ValueError, match='ps must be probabilities'): quiet(learn, 'fit', 1)
+    oo = OneOf([CutMix(), Mark(1.)])
+    with pytest.raises(ValueError, match='ps must be probabilities'): oo.ps = [.9, .9]  # as a bad schedule would: fails when set
+    assert oo.ps == [.5, .5]
+
+def test_cutmix_drops_in_for_fastais():
+    "fastai's call works, and after both star imports the later one's `CutMix` is the one in scope"
+    import fastai_sprinkles.cutmix as ours
+    ns = {}
+    exec('from fastai.vision.all import *\nfrom fastai_sprinkles.all import *', ns)
+    assert ns['CutMix'] is ours.CutMix
+    exec('from fastai_sprinkles.all import *\nfrom fastai.vision.all import *', ns)
+    assert ns['CutMix'] is FastaiCutMix
+    cm = ours.CutMix(alpha=.4)
+    assert (cm.alpha, cm.p, cm.per_sample) == (.4, 1., True)

@@ -1,7 +1,7 @@
 """Real 2-process distributed training on the CPU (gloo), through fastai's `learn.distrib_ctx()` (Hugging Face Accelerate).
 
 One `torchrun` launch of `tests/dist_worker.py` trains a tiny CNN four times on both ranks: ProgressiveSprinkles annealed
-by an `Annealer` (with a batch-size ramp), CutMixer, and SaliencyHook ('full', then 'lowres') with KeepCutout. Each rank
+by an `Annealer` (with a batch-size ramp), CutMix, and SaliencyHook ('full', then 'lowres') with KeepCutout. Each rank
 writes what it saw at every training batch; the tests compare the two ranks' records. The worker carries a test-only shim
 for the two places where fastai's distributed code assumes CUDA.
 """

@@ -12,10 +12,11 @@ from fastai.vision.models.xresnet import xresnet18
 from torch.utils.data import TensorDataset
 
 from helpers import quiet, cb
-from fastai_sprinkles.saliency import (saliency, lowres_saliency, integral_image, region_scores, choose_regions, SaliencyHook,
+from fastai_sprinkles.boxes import integral_image, region_scores, choose_regions, box_mask
+from fastai_sprinkles.saliency import (saliency, lowres_saliency, SaliencyHook,
                                        first_block, run_to, unwrap_model, check_saliency_args)
 from fastai_sprinkles.keep import keep_boxes, keep_centres, KeepCutout, KeepCutMix, KeepSprinkles, SelectivePaste
-from fastai_sprinkles.cutmix import CutMixer, one_box_mask, own_fraction
+from fastai_sprinkles.cutmix import CutMix, own_fraction
 from fastai_sprinkles.boxes import sample_boxes
 from fastai_sprinkles.anneal import Annealer
 
@@ -122,6 +123,9 @@ def test_region_scores_equal_brute_force_sums(B, H, W, seed, anchor):
     m = torch.rand(B, H, W, generator=g)
     h, w = torch.randint(1, H + 1, (B,), generator=g), torch.randint(1, W + 1, (B,), generator=g)
     sc, ok = region_scores(integral_image(m), h, w, anchor)
+    if anchor == 'centre':  # clipped boxes: every position is allowed, and said so by None
+        assert ok is None
+        ok = torch.ones_like(sc, dtype=torch.bool)
     for b in range(B):
         for i in range(H):
             for j in range(W):
@@ -158,7 +162,7 @@ def test_keep_cutout_never_cuts_the_patch_but_plain_cutout_does():
     thr = sc.flatten().quantile(0.6, interpolation='lower')
     keep = keep_boxes(sal, 5, 5, tau=0.6)
     plain = sample_boxes(400, 16, 16, n=1, size=5/16).boxes[:, 0]
-    inside = lambda b: (one_box_mask(b, torch.ones(len(b), dtype=torch.bool), 16, 16)[:, 0] & PATCH).sum((1, 2))
+    inside = lambda b: (box_mask(b[:, None], None, 16, 16)[:, 0] & PATCH).sum((1, 2))
     assert bool((inside(keep) <= thr).all())  # never a region scoring above the quantile
     assert bool((inside(plain) > thr).any())  # plain cutout does cut such regions
     paste = keep_boxes(sal, 5, 5, tau=0.6, above=True)
@@ -174,7 +178,7 @@ def test_keep_holes_are_less_salient_than_random_ones_on_a_trained_model():
     sal = saliency(learn.model, x, y)
     keep = keep_boxes(sal, 5, 5)
     rand = keep_boxes(torch.ones_like(sal), 5, 5)
-    mean_in = lambda b: ((sal*one_box_mask(b, torch.ones(len(b), dtype=torch.bool), 16, 16)[:, 0]).sum((1, 2))/25).mean()
+    mean_in = lambda b: ((sal*box_mask(b[:, None], None, 16, 16)[:, 0]).sum((1, 2))/25).mean()
     assert mean_in(keep) < 0.8*mean_in(rand)
 
 # ---------------------------------------------------------------- the callbacks
@@ -220,12 +224,10 @@ def test_keep_cutmix_lambda_and_placement():
     dls = rand_dls(n=96, bs=16)
     seen, got, rec = Seen(), [], []
     hook, kcm = SaliencyHook('full'), KeepCutMix(tau=0.6)
-    orig = kcm.placer
-    def spy(x, mixed=None):  # record the sides drawn from λ and the map the boxes were placed on
-        f = orig(x, mixed)
-        def g(h, w): got.append((h.clone(), w.clone(), hook.sal.clone())); return f(h, w)
-        return g
-    kcm.placer = spy
+    orig = kcm.where
+    def spy(x, h, w):  # record the sides drawn from λ and the map the boxes were placed on
+        got.append((h.clone(), w.clone(), hook.sal.clone())); return orig(x, h, w)
+    kcm.where = spy
     def after_loss(c):
         if c.training: rec.append((kcm.lam.clone(), kcm.boxes.boxes[:, 0].clone()))
     learn = Learner(dls, bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[hook, kcm, seen, cb(5, after_loss=after_loss)])
@@ -409,3 +411,25 @@ def test_grid_reaches_the_placement(make):
         tops[g] = set(b[:, 0].tolist()) | set(b[:, 1].tolist())
     assert tops[4] <= {0, 8, 16, 24}
     assert not tops[32] <= {0, 8, 16, 24}  # every pixel is a candidate centre by default at 32 px
+
+class TwoPatchNet(nn.Module):
+    "Class 0 looks only at rows 2:6, cols 2:6; class 1 only at rows 10:14, cols 9:13"
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2, 3, 16, 16))
+        self.w.data[0, :, 2:6, 2:6] = 1.
+        self.w.data[1, :, 10:14, 9:13] = 2.
+    def forward(self, x): return (x[:, None]*self.w).sum((2, 3, 4))
+
+def test_saliency_follows_the_label_not_the_top_logit():
+    "Each image's map lights the region its own label's class looks at, even where the other class scores higher"
+    net, A, B = TwoPatchNet(), torch.zeros(16, 16, dtype=torch.bool), torch.zeros(16, 16, dtype=torch.bool)
+    A[2:6, 2:6], B[10:14, 9:13] = True, True
+    x = torch.ones(4, 3, 16, 16)  # class 1 has the larger logit for every image
+    y = torch.tensor([0, 1, 0, 1])
+    assert (net(x).argmax(1) == 1).all()
+    s = saliency(net, x, y)
+    for i, lab in enumerate(y.tolist()):
+        assert torch.equal(s[i] > 0, A if lab == 0 else B)
+    soft = saliency(net, x, torch.nn.functional.one_hot(y, 2).float())  # float targets weigh the logits alike
+    assert torch.equal(soft, s)

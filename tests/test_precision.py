@@ -16,7 +16,7 @@ from fastai.data.transforms import Normalize
 from helpers import quiet, cb
 from fastai_sprinkles.boxes import sprinkle
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
-from fastai_sprinkles.cutmix import CutMixer, cutmix
+from fastai_sprinkles.cutmix import CutMix, cutmix
 from fastai_sprinkles.saliency import SaliencyHook, saliency, lowres_saliency
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix, KeepSprinkles
 
@@ -88,8 +88,8 @@ SETUPS = {
     'sprinkles-mean-0.5':  lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='mean', opacity=.5)],
     'sprinkles-noise':     lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='noise')],
     'sprinkles-noise-0.5': lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='noise', opacity=.5)],
-    'cutmix-roll':         lambda: [CutMixer(pairing='roll')],
-    'cutmix-shuffle':      lambda: [CutMixer(pairing='shuffle')],
+    'cutmix-roll':         lambda: [CutMix(pairing='roll')],
+    'cutmix-shuffle':      lambda: [CutMix(pairing='shuffle')],
     'keep-cutout':         lambda: [SaliencyHook('lowres'), KeepCutout(size=.4)],
     'keep-cutmix':         lambda: [SaliencyHook('lowres'), KeepCutMix()],
     'keep-sprinkles':      lambda: [SaliencyHook('lowres'), KeepSprinkles(p=1., n=(2, 4), size=.2)],

@@ -16,10 +16,10 @@ from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.layers import ResBlock
 from fastai.vision.core import TensorImage
 
-from helpers import quiet, cb
+from helpers import rows, quiet, cb
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.cutmix import CutMixer, OneOf
+from fastai_sprinkles.cutmix import CutMix, OneOf
 from fastai_sprinkles.saliency import SaliencyHook
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix
 
@@ -84,10 +84,10 @@ def _cfg_annealer():
 EXPORT_CONFIGS = {
     'sprinkles': lambda: [ProgressiveSprinkles(fill='mean')],
     'annealer': _cfg_annealer,
-    'cutmixer': lambda: [CutMixer(alpha=.5)],
+    'cutmixer': lambda: [CutMix(alpha=.5)],
     'saliency_lowres_keep_cutout': lambda: [SaliencyHook('lowres'), KeepCutout(size=.3)],
     'saliency_early_keep_cutmix': lambda: [SaliencyHook('early'), KeepCutMix()],
-    'one_of': lambda: [OneOf([CutMixer(), ProgressiveSprinkles()])],
+    'one_of': lambda: [OneOf([CutMix(), ProgressiveSprinkles()])],
 }
 
 @pytest.mark.parametrize('name', list(EXPORT_CONFIGS))
@@ -157,9 +157,9 @@ def test_resume_progressive_sprinkles(kw):
     resumed, sp2 = Learner(tensor_dls(), tiny_net(), loss_func=CrossEntropyLossFlat()), sprinkles_cb(**kw)
     quiet(resumed, 'fit', 4, cbs=sp2, start_epoch=2)
     nb = N_TRAIN//BS
-    assert len(sp.hist) == 4*nb and len(sp2.hist) == 2*nb
-    assert [{k: h[k] for k in keys} for h in sp2.hist] == [{k: h[k] for k in keys} for h in sp.hist[2*nb:]]
-    assert sp2.hist[0]['pct'] == (.5 if kw.get('steps') is None else 1/3)
+    assert len(rows(sp.hist)) == 4*nb and len(rows(sp2.hist)) == 2*nb
+    assert [{k: h[k] for k in keys} for h in rows(sp2.hist)] == [{k: h[k] for k in keys} for h in rows(sp.hist)[2*nb:]]
+    assert rows(sp2.hist)[0]['pct'] == (.5 if kw.get('steps') is None else 1/3)
 
 def annealed():
     "Sprinkles whose p and size an Annealer ramps, with a batch-size ramp that scales the lr"
@@ -224,7 +224,7 @@ def all_cbs():
     return [ProgressiveSprinkles(p=.5, n=3, size=.15),
             Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'keep_cutout.size': SchedLin(.2, .4), 'bs': SchedLin(8, 16)},
                      lr_scale='linear'),
-            CutMixer(alpha=.5), SaliencyHook('early'), KeepCutout(size=.3)]
+            CutMix(alpha=.5), SaliencyHook('early'), KeepCutout(size=.3)]
 
 def fault(exc, event, at=3):
     "A callback, after all the augmentations, that raises `exc` at `event` of the `at`-th training batch"
@@ -285,7 +285,7 @@ def test_fault_mid_epoch_restores_and_predicts_as_the_plain_model(exc, event):
     assert plain_escaped == escaped
     assert modes(learn.model) == modes(plain.model)
     assert torch.is_grad_enabled()
-    if exc is CancelFitException or escaped: assert len(learn.progressive_sprinkles.hist) == 3  # stopped at the 3rd batch
+    if exc is CancelFitException or escaped: assert len(rows(learn.progressive_sprinkles.hist)) == 3  # stopped at the 3rd batch
     check_restored(learn, lf, 0)
     net = tiny_net()
     net.load_state_dict(learn.model.state_dict())

@@ -6,6 +6,7 @@ from fastai.vision.all import (Learner, DataLoaders, TfmdDL, Normalize, Callback
                                SchedLin, set_seed, CancelFitException)
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles, normalize_stats
 from fastai_sprinkles.anneal import Annealer, sched_pct
+from helpers import rows
 
 N_TRAIN, N_VALID, BS = 64, 32, 16
 
@@ -71,7 +72,7 @@ def test_lr_find_and_get_preds_untouched():
     learn.add_cbs([sp, spy, raw])
     learn.lr_find(num_it=4, show_plot=False)
     assert spy.seen and all(torch.equal(a[2], b[2]) for a, b in zip(spy.seen, raw.seen))
-    assert sp.hist == []
+    assert sp.hist == {}
     spy.seen.clear(); raw.seen.clear()
     learn.get_preds(ds_idx=0)
     assert spy.seen and all(torch.equal(a[2], b[2]) for a, b in zip(spy.seen, raw.seen))
@@ -90,17 +91,17 @@ def test_default_recipe_values_by_epoch():
     learn, _ = learner()
     sp = ProgressiveSprinkles()
     learn.fit(10, cbs=sp)
-    per_epoch = [sp.hist[e*(N_TRAIN//BS)]['p'] for e in range(10)]
+    per_epoch = [rows(sp.hist)[e*(N_TRAIN//BS)]['p'] for e in range(10)]
     assert per_epoch == pytest.approx([i/10 for i in range(10)])
-    assert all(h['coverage'] == 0 for h in sp.hist[:N_TRAIN//BS])  # the first tenth: no sprinkles
-    assert sp.hist[-1]['n'][1] == round(SchedLin(4, 24)(0.9))
+    assert all(h['coverage'] == 0 for h in rows(sp.hist)[:N_TRAIN//BS])  # the first tenth: no sprinkles
+    assert rows(sp.hist)[-1]['n'][1] == round(SchedLin(4, 24)(0.9))
 
 def test_every_k_epochs_stair_steps():
     learn, _ = learner()
     sp = ProgressiveSprinkles(p=SchedLin(0, .8), n=3, size=.2, every=2)
     learn.fit(4, cbs=sp)
     nb = N_TRAIN//BS
-    assert [h['p'] for h in sp.hist] == pytest.approx([0.]*(2*nb) + [0.4]*(2*nb))
+    assert [h['p'] for h in rows(sp.hist)] == pytest.approx([0.]*(2*nb) + [0.4]*(2*nb))
 
 def test_resume_with_start_epoch():
     learn, _ = learner()
@@ -110,8 +111,8 @@ def test_resume_with_start_epoch():
     resumed = ProgressiveSprinkles(p=SchedLin(0, 1), n=(1, SchedLin(2, 10)), size=.2)
     learn.fit(4, cbs=resumed, start_epoch=2)
     nb = N_TRAIN//BS
-    assert len(resumed.hist) == 2*nb
-    for a, b in zip(full.hist[2*nb:], resumed.hist): assert (a['p'], a['n'], a['pct']) == (b['p'], b['n'], b['pct'])
+    assert len(rows(resumed.hist)) == 2*nb
+    for a, b in zip(rows(full.hist)[2*nb:], rows(resumed.hist)): assert (a['p'], a['n'], a['pct']) == (b['p'], b['n'], b['pct'])
 
 def test_with_annealer_and_plain_torch_optimizer():
     learn, _ = learner(opt_func=partial(OptimWrapper, opt=torch.optim.SGD))
@@ -119,7 +120,7 @@ def test_with_annealer_and_plain_torch_optimizer():
     learn.fit_one_cycle(2, 1e-2, cbs=[sp, Annealer({'progressive_sprinkles.p': SchedLin(0, .5)})])
     nb = N_TRAIN//BS
     expected = [SchedLin(0, .5)(sched_pct(e, 2, i, nb)) for e in range(2) for i in range(nb)]
-    assert [h['p'] for h in sp.hist] == pytest.approx(expected)
+    assert [h['p'] for h in rows(sp.hist)] == pytest.approx(expected)
     assert sp.p == 0.  # restored by the annealer after fit
 
 def test_under_fp16_keeps_dtype():
@@ -136,9 +137,9 @@ def test_cancelled_fit_then_fit_again():
     learn, _ = learner()
     sp = always()
     learn.fit(2, cbs=[sp, Stop()])
-    assert len(sp.hist) == 2
+    assert len(rows(sp.hist)) == 2
     learn.fit(1, cbs=sp)
-    assert len(sp.hist) == N_TRAIN//BS
+    assert len(rows(sp.hist)) == N_TRAIN//BS
 
 def test_non_image_batch_is_a_clear_error():
     x = torch.rand(32, 5)

@@ -1,0 +1,118 @@
+"""No callback makes the host wait for the device in `before_batch` or `after_loss`, on the path a GPU takes.
+
+The test runs on the CPU. `HOST_PATHS = False` sends CPU tensors down the device paths (every choice between a host
+and a device path is `boxes.on_host`), and a `TorchDispatchMode` fails on every operator that reads a device value
+back to the host (`.item()`, `bool()`, `int()`, `nonzero`, boolean indexing, `repeat_interleave` without its
+output size, `multinomial`'s checks, ...) while the callbacks' `before_batch` and `after_loss` run. (`.tolist()`
+bypasses the dispatcher; the callbacks keep their records as tensors and call it only when `hist` is read.)"""
+import ast, warnings
+from pathlib import Path
+import pytest, torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from fastai.vision.all import Learner, DataLoaders, TfmdDL, Normalize, CrossEntropyLossFlat, set_seed
+from fastai.callback.schedule import SchedLin
+from fastai.vision.models.xresnet import ResBlock
+import fastai_sprinkles.boxes as boxes
+from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, KeepCutout, KeepCutMix, KeepSprinkles,
+                                  SelectivePaste, Annealer, fixed_sprinkles, on_host)
+from helpers import quiet
+
+aten = torch.ops.aten
+SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.unique_consecutive, aten._unique2, aten.unique_dim,
+           aten.multinomial, aten.equal, aten.is_nonzero, aten.bincount, aten.histc, aten.masked_scatter, aten.nonzero_numpy}
+SYNCING = {op for op in SYNCING if op is not None}
+
+def _bool_index(args) -> bool:
+    "Whether an `index`/`index_put` call indexes with a bool (mask) tensor: it lists the True positions on the host"
+    idx = args[1] if len(args) > 1 else ()
+    return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (idx or ()))
+
+class NoSync(TorchDispatchMode):
+    "Fail on every operator that makes the host wait for a device value"
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        pk = func.overloadpacket
+        if pk in SYNCING: raise AssertionError(f"{func} reads a device value on the host")
+        if pk is aten.repeat_interleave and 'output_size' not in kwargs and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point() and len(args) == 1:
+            raise AssertionError(f"{func} without output_size reads the counts on the host")
+        if pk in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_) and _bool_index(args):
+            raise AssertionError(f"{func} with a bool mask lists its True positions on the host")
+        return func(*args, **kwargs)
+
+def test_the_mode_catches_syncs():
+    x = torch.randn(4, 3)
+    for f in (lambda: x.sum().item(), lambda: bool(x.sum() > 0), lambda: x.nonzero(), lambda: x[x > 0],
+              lambda: torch.multinomial(x.abs(), 1), lambda: torch.tensor([1, 2]).repeat_interleave(torch.tensor([1, 2]))):
+        with pytest.raises(AssertionError), NoSync(): f()
+    with NoSync(): torch.where(x > 0, x, -x).sum()  # no sync: fine
+
+def test_device_path_is_the_one_tested(monkeypatch):
+    "A non-CPU tensor takes the device path, and `HOST_PATHS = False` sends CPU tensors down it too"
+    assert not on_host(torch.empty(1, device='meta')) and on_host(torch.empty(1))
+    monkeypatch.setattr(boxes, 'HOST_PATHS', False)
+    assert not on_host(torch.empty(1))
+
+def test_path_choices_go_through_on_host():
+    "No module chooses a path by comparing a device type to 'cpu' or 'cuda' itself (autocast and MPS dtypes aside)"
+    pkg = Path(boxes.__file__).parent
+    found = []
+    for f in pkg.glob('*.py'):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in ('cpu', 'cuda') for c in node.comparators):
+                src = ast.get_source_segment(f.read_text(), node)
+                if 'device_type' not in src: found.append(f"{f.name}: {src}")
+    allowed = {"boxes.py: HOST_PATHS and t.device.type == 'cpu'" , "boxes.py: t.device.type == 'cpu'"}
+    assert set(found) <= allowed, f"path choices outside on_host: {set(found) - allowed}"
+
+N, BS, SIZE = 48, 16, 24
+
+def learner(cbs):
+    set_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(N + 16, 3, SIZE, SIZE, generator=g), torch.randint(0, 3, (N + 16,), generator=g)
+    tfms = [Normalize.from_stats([.5]*3, [.25]*3, cuda=False)]
+    dls = DataLoaders(TfmdDL(list(zip(x[:N], y[:N])), bs=BS, shuffle=True, after_batch=tfms),
+                      TfmdDL(list(zip(x[N:], y[N:])), bs=BS, after_batch=tfms))
+    dls.c = 3
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ResBlock(1, 8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
+
+CONFIGS = {
+    'progressive':          lambda: [ProgressiveSprinkles()],
+    'sprinkles-noise':      lambda: [ProgressiveSprinkles(p=.8, n=(2, 8), size=(.05, .3), fill='noise', opacity=.6)],
+    'sprinkles-many':       lambda: [ProgressiveSprinkles(p=1., n=70, size=.05, fill='noise')],
+    'sprinkles-mean':       lambda: [ProgressiveSprinkles(p=1., n=3, size=.2, fill='mean')],
+    'cutout':               lambda: [ProgressiveSprinkles(p=1., n=1, size=.5)],
+    'sprinkles-fixed':      lambda: [fixed_sprinkles(ProgressiveSprinkles(), 32)],
+    'annealed':             lambda: [ProgressiveSprinkles(p=0., n=3, size=.2), Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'bs': SchedLin(16, 24)})],
+    'cutmix':               lambda: [CutMix()],
+    'cutmix-roll':          lambda: [CutMix(pairing='roll', p=.5)],
+    'cutmix-batch':         lambda: [CutMix(per_sample=False)],
+    'oneof':                lambda: [OneOf([CutMix(), ProgressiveSprinkles(p=1., n=4, size=.2)], ps=[.4, .4])],
+    'keep-cutout':          lambda: [SaliencyHook('lowres'), KeepCutout(size=.5, fill='noise')],
+    'keep-cutmix':          lambda: [SaliencyHook('full'), KeepCutMix()],
+    'keep-sprinkles':       lambda: [SaliencyHook('lowres'), KeepSprinkles(p=1., n=(2, 6), size=.15)],
+    'selective-paste':      lambda: [SaliencyHook('full'), SelectivePaste(lambda x: x.flip(-1), size=.4)],
+    'oneof-keep':           lambda: [SaliencyHook('lowres'), OneOf([KeepCutMix(), KeepCutout(size=.3)], ps=[.5, .5])],
+    'early':                lambda: [SaliencyHook('early'), KeepCutMix()],
+}
+
+def guard(cb, calls):
+    "Run `cb`'s `before_batch` and `after_loss` under `NoSync`, counting the calls"
+    for ev in ('before_batch', 'after_loss'):
+        f = getattr(cb, ev, None)
+        if f is None or getattr(type(cb), ev, None) is None: continue
+        def run(f=f, ev=ev):
+            if cb.learn.training: calls[ev] = calls.get(ev, 0) + 1
+            with NoSync(): return f()
+        object.__setattr__(cb, ev, run)
+
+@pytest.mark.parametrize('name', list(CONFIGS))
+def test_no_sync_in_the_hot_path(name, monkeypatch):
+    monkeypatch.setattr(boxes, 'HOST_PATHS', False)
+    cbs, calls = CONFIGS[name](), {}
+    for c in cbs: guard(c, calls)
+    learn = learner(cbs)
+    quiet(learn, 'fit', 2, 1e-2)
+    assert calls.get('before_batch', 0) >= 2*N//24, calls  # it ran (and was guarded) at every training batch
