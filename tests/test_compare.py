@@ -11,7 +11,7 @@ from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, l
                                       parse_shard, merge_runs, split_config)
 from fastai_sprinkles.cli import PROFILES
 from fastai_sprinkles.cutmix import CutMix, OneOf
-from fastai_sprinkles.sprinkles import ProgressiveSprinkles
+from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
 
 def tiny_dls(bs=16, n=96):
     "Random 3x8x8 images; class 1 when their mean is positive"
@@ -39,6 +39,10 @@ def sweep(path, configs, train, seeds=(0, 1), epochs=1, **kw):
 class Sleepy(Callback):
     "Sleep 2 ms at each training batch"
     def before_batch(self): time.sleep(2e-3)
+
+class SleepyAug(BatchAugment):
+    "An augmentation that sleeps 2 ms and changes nothing: what `OneOf` may hold"
+    def augment(self, x, which=None): time.sleep(2e-3); return x
 
 class Boom(Callback):
     "Fail at the first training batch"
@@ -91,7 +95,7 @@ def test_interrupted_write_keeps_old_file(tmp_path, monkeypatch):
 # --- timing and configurations
 
 def test_runstats_times_the_augmentation_once_and_unwraps():
-    sp, cm = Sleepy(), CutMix()
+    sp, cm = SleepyAug(), CutMix()
     res = train_run(tiny_dls, cbs=[OneOf([sp, cm], ps=[.5, .5])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     n_batches = 2*4
     assert res['aug_s'] >= n_batches*2e-3  # the nested Sleepy, inside OneOf's timed before_batch
@@ -127,7 +131,7 @@ def test_quick_profile_is_small():
 def test_nested_augmentations_are_timed_once(monkeypatch):
     clock = iter(range(10**6))
     monkeypatch.setattr(C.time, 'perf_counter', lambda: float(next(clock)))  # every reading of the clock: one more second
-    res = train_run(tiny_dls, cbs=[OneOf([Sleepy()], ps=[1.])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
+    res = train_run(tiny_dls, cbs=[OneOf([SleepyAug()], ps=[1.])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     assert res['aug_s'] == 2*4  # one timed event a batch (OneOf's before_batch, with Sleepy's inside), one second each
 
 def test_peer_configs_train_a_batch_the_way_fastai_users_add_them(tmp_path):
