@@ -250,7 +250,7 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
     grid = [(name, s, e) for e in epochs for s in seeds for name in configs]
     if shard is not None: grid = shard_grid(grid, *shard)
     todo = [k for k in grid if k not in done]
-    if log and done: log(f"{path}: {len(done)} runs done, {len(todo)} to go")
+    if log and done: log(f"{path.name}: {len(done)} runs done, {len(todo)} to go")
     for i, (name, s, e) in enumerate(todo):
         cbs, tfms = split_config(configs[name](SimpleNamespace(config=name, seed=s, epochs=e, **setup)))
         res = train(make_dls, cbs=cbs, batch_tfms=tfms, epochs=e, seed=s, bs=bs, lr=lr, arch=arch, **kwargs)

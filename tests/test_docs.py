@@ -24,7 +24,7 @@ WARNING_TEXT = re.compile(r'Traceback \(most recent call last\)|\b\w*Warning: |w
 
 def page_name(nb_path):
     "nbdev's page for a notebook: its name without the number prefix, as HTML"
-    return re.sub(r'^\d+_', '', nb_path.stem) + '.html'
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb_path.stem.lower()) + '.html'  # as nbdev names it (07b_x: x.html)
 
 @functools.cache
 def notebooks():

@@ -141,7 +141,7 @@ class Page:
     "One notebook as a Markdown page: its front matter, Markdown text, images and heading ids"
     def __init__(self, path, nb, fm):
         self.path, self.nb, self.fm = path, nb, fm
-        self.file = fm.get('output-file', re.sub(r'^\d+_', '', path.stem) + '.html')
+        self.file = fm.get('output-file', re.sub(r'^\d+[a-zA-Z0-9]*_', '', path.stem.lower()) + '.html')
         self.stem = Path(self.file).stem
         self.title = fm.get('title', self.stem)
         self.ids, self.images = [], {}
