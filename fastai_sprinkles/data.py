@@ -8,12 +8,12 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/data.html.md"""
 from __future__ import annotations
 import os, random, socket, tarfile, tempfile, shutil
 import numpy as np, torch
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
+from .checks import check_int
 from fastai.data.external import untar_data, URLs, fastai_cfg
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, GrandparentSplitter, parent_label,
-                               get_image_files, RandomResizedCrop, Resize, Normalize, imagenet_stats, Flip,
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, parent_label,
+                               get_image_files, RandomResizedCrop, Normalize, imagenet_stats, Flip,
                                FuncSplitter, PILImage, L, image_extensions, verify_image)
 
 # %% auto #0
@@ -174,8 +174,9 @@ def folder_items(path:Path, # a folder with `train/` and `valid/` (or `val/`, `t
         if valid_pct is not None:
             raise DataFolderError(f"{path} is already split into train/ and {vn}/: valid_pct is only for a folder of class folders")
         files = get_image_files(path, folders=['train', vn])
-        for sub in ('train', vn): _check_files([f for f in files if f.relative_to(path).parts[0] == sub], path/sub)
-        valid = {f for f in files if f.relative_to(path).parts[0] == vn}
+        top = [f.relative_to(path).parts[0] for f in files]  # 'train' or the validation folder
+        for sub in ('train', vn): _check_files([f for f, s in zip(files, top) if s == sub], path/sub)
+        valid = {f for f, s in zip(files, top) if s == vn}
     else:
         if (path/'train').is_dir():
             raise DataFolderError(f"{path} has a train/ folder but no {'/, '.join(VALID_NAMES)}/ folder beside it")
@@ -201,8 +202,7 @@ def select_items(files:list, # image files, in a fixed order
                 ) -> list:
     "The files kept: a seeded `sample`, then `per_class` training images of each class and `valid_n` validation images"
     if not 0 < sample <= 1: raise ValueError(f"sample must be in (0, 1], got {sample!r}")
-    for v, k in ((per_class, 'per_class'), (valid_n, 'valid_n')):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1): raise ValueError(f"{k} must be a positive int or None, got {v!r}")
+    check_int(per_class, 'per_class', least=1, none=True); check_int(valid_n, 'valid_n', least=1, none=True)
     files = list(files)
     if sample < 1: files = [files[i] for i in sorted(random.Random(seed).sample(range(len(files)), max(1, round(len(files)*sample))))]
     keep, rng = set(files), random.Random(seed)
@@ -227,7 +227,8 @@ def readable(files:list, # image files
     "The files that PIL can open and decode; the others are reported through `log` and left out"
     bad = [f for f in files if not verify_image(f)]
     if bad and log: log(f"skipped {len(bad)} unreadable image(s): " + ', '.join(str(f) for f in bad[:5]) + (', ...' if len(bad) > 5 else ''))
-    return [f for f in files if f not in set(bad)] if bad else list(files)
+    bad_set = set(bad)
+    return [f for f in files if f not in bad_set]
 
 # %% ../nbs/00_data.ipynb #620d7ca1
 def measure_stats(files:list, # training image files
