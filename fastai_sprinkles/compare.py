@@ -140,6 +140,8 @@ CONFIGS = {
     'bs-ramp':             lambda r: [bs_ramp(r)],
     'progressive+bs':      lambda r: [ProgressiveSprinkles(), bs_ramp(r)],
     'cutmix':              lambda r: [CutMix()],
+    'cutmix-batch':        lambda r: [CutMix(per_sample=False)],
+    'cutmix-shuffle':      lambda r: [CutMix(pairing='shuffle')],
     'sprinkles+cutmix':    lambda r: [OneOf([CutMix(), ProgressiveSprinkles()], ps=[.5, .5])],
     'keep-cutout':         lambda r: [SaliencyHook('lowres'), KeepCutout(size=.5)],
     'fastai-erasing':      lambda r: [RandomErasing()],
