@@ -1,4 +1,4 @@
-"""Speed of `fastai_sprinkles.boxes.sprinkle` against other random-erasing implementations.
+"""Speed of `fastai_sprinkles.fills.sprinkle` against other random-erasing implementations.
 
 Run from the repository root (needs the `bench` extra: timm, kornia, albumentations):
 
@@ -15,7 +15,8 @@ warnings.filterwarnings('ignore')
 import numpy as np, torch
 from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
 
-from fastai_sprinkles.boxes import sprinkle, sample_boxes, box_mask, _mask_cumsum, BOX_BITS
+from fastai_sprinkles.boxes import sample_boxes, box_mask, _mask_cumsum, BOX_BITS
+from fastai_sprinkles.fills import sprinkle
 
 def box_mask_bmm(boxes, valid, H, W, dtype=torch.bool):
     "The union of the boxes by a batched matrix product of row and column indicators: the mask builder the library does not use"
@@ -110,7 +111,8 @@ def bench_device(dev, repeats):
 
 def bench_compiled(dev, repeats):
     "Experiment, not part of the library: the zero fill and the random numbers as `torch.compile`d kernels"
-    from fastai_sprinkles.boxes import fill_values, box_sets
+    from fastai_sprinkles.boxes import box_sets
+    from fastai_sprinkles.fills import fill_values
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(B, C, H, W, device=dev, generator=g)
     keep = 1 - box_mask_bmm(*sample_boxes(B, H, W, N_HOLES, SIZE, generator=g, device=dev), H, W, torch.float32)
@@ -137,7 +139,8 @@ def bench_compiled(dev, repeats):
 def bench_pieces(dev, repeats):
     "The steps of the in-place frosted and zero sprinkles, timed apart in the same rounds as timm and the floor"
     from fastai_sprinkles.checks import check_sprinkle_args
-    from fastai_sprinkles.boxes import hole_offsets, fill_values
+    from fastai_sprinkles.boxes import hole_offsets
+    from fastai_sprinkles.fills import fill_values
     from timm.data.random_erasing import RandomErasing as TimmRE
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(B, C, H, W, device=dev, generator=g)

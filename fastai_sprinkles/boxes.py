@@ -1,4 +1,4 @@
-"""The batched core of every augmentation here: sample boxes, turn them into a hole mask, paint a fill.
+"""The batched core of every augmentation here: sample boxes, score the regions they may cover, turn them into a hole mask.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/boxes.html.md"""
 
@@ -11,13 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from .checks import (as_range, check_x, check_flag, check_generator, check_int, check_prob, check_paint_args,
-                     check_sprinkle_args, check_tau, check_which, _desc)
+from .checks import as_range, check_flag, check_generator, check_int, check_prob, check_tau, check_which, _desc
 
 # %% auto #0
 __all__ = ['HOST_PATHS', 'BOX_BITS', 'Boxes', 'clip_boxes', 'on_host', 'check_where', 'place_boxes', 'sample_boxes',
            'integral_image', 'positions', 'region_scores', 'admissible', 'choose_regions', 'box_sets', 'box_runs',
-           'hole_offsets', 'box_mask', 'fill_values', 'paint', 'Sprinkled', 'sprinkle']
+           'hole_offsets', 'box_mask']
 
 # %% ../nbs/01_boxes.ipynb #ecc82c4e
 class Boxes(NamedTuple):
@@ -277,118 +276,3 @@ def box_mask(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes` or `clip_bo
     B, R = cols.shape[:2]
     rows = (run + R*torch.arange(B, device=run.device)[:, None]).flatten()
     return cols.to(dtype).view(B*R, W).index_select(0, rows).view(B, 1, H, W)
-
-# %% ../nbs/01_boxes.ipynb #e577725e
-def fill_values(fill, # 'zero', 'mean', or a pixel colour (a number or one per channel)
-                C:int, # number of channels
-                mean=None, std=None, # normalisation stats per channel; None: the batch is not normalised
-                device=None, dtype=torch.float32) -> Tensor:
-    "The constant `fill` as a `(1, C, 1, 1)` tensor in the normalised space of the batch"
-    f32 = dict(dtype=torch.float32, device=device)
-    m = torch.zeros(C, **f32) if mean is None else torch.as_tensor(mean, **f32).flatten().expand(C)
-    s = torch.ones(C, **f32) if std is None else torch.as_tensor(std, **f32).flatten().expand(C)
-    pix = torch.zeros(C, **f32) if fill == 'zero' else m if fill == 'mean' else torch.as_tensor(fill, **f32).flatten().expand(C)
-    return ((pix - m)/s).view(1, C, 1, 1).to(dtype)
-
-# %% ../nbs/01_boxes.ipynb #b5c54adc
-def _noise(shape, generator, x:Tensor) -> Tensor:
-    "Standard Gaussian noise of `shape` and `x`'s dtype, drawn on `generator`'s device, moved to `x`'s"
-    return torch.randn(shape, generator=generator, dtype=x.dtype,
-                       device=generator.device if generator is not None else x.device).to(x.device)
-
-def _noise_like(x:Tensor, generator) -> Tensor:
-    "Standard Gaussian noise with the shape, dtype, device and memory format of `x`"
-    if generator is None or generator.device == x.device: return torch.empty_like(x).normal_(generator=generator)
-    return torch.empty_like(x).copy_(_noise(x.shape, generator, x))
-
-def _noise_at(x:Tensor, at:Tensor, weight=None, generator=None) -> Tensor:
-    "Blend fresh noise into `x` in place at the pixels with offsets `at` (`b*C*H*W + y*W + x`), in every channel"
-    t = x.as_subclass(Tensor)  # plain tensor ops: no subclass dispatch on the hot path
-    B, C, H, W = t.shape
-    z = _noise((C, len(at)), generator, t)  # one number per channel and hole pixel
-    if weight is None and t.device.type == 'cpu' and t.is_contiguous():  # the common case: one indexed copy per channel
-        flat = t.view(-1)
-        for c in range(C): flat[c*H*W:].index_copy_(0, at, z[c])
-        return x
-    idx = (at + H*W*torch.arange(C, device=at.device)[:, None]).flatten()  # logical offsets, channel by channel
-    z = z.flatten() if weight is None else torch.lerp(t.take(idx), z.flatten(), weight.repeat(C) if isinstance(weight, Tensor) else weight)
-    if t.device.type == 'cpu': t.put_(idx, z)  # any memory layout: `put_` takes logical offsets
-    else: t[idx // (C*H*W), idx // (H*W) % C, idx // W % H, idx % W] = z  # GPUs: `put_` has no deterministic version
-    return x
-
-def _sparse(x:Tensor, sparse:bool|None) -> bool:
-    "Whether to write noise at listed pixels: on the host by default; never into a batch autograd tracks (it saves it)"
-    return (on_host(x) if sparse is None else sparse) and not x.requires_grad
-
-def _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse) -> Tensor:
-    "`paint` without the checks"
-    if fill == 'noise' and _sparse(x, sparse):
-        B, C, H, W = x.shape
-        b, i, j = (mask if mask.dtype == torch.bool else mask > 0)[:, 0].nonzero(as_tuple=True)  # hole pixels
-        w = None if mask.dtype == torch.bool and opacity == 1 else opacity if mask.dtype == torch.bool else mask[b, 0, i, j].to(x.dtype)*opacity
-        return _noise_at(x if inplace else x.clone(), b*(C*H*W) + i*W + j, w, generator)
-    w = mask if mask.dtype == x.dtype else mask.to(x.dtype)
-    if opacity != 1: w = w*opacity
-    end = _noise_like(x, generator) if fill == 'noise' else fill_values(fill, x.shape[1], mean, std, x.device, x.dtype).expand_as(x)
-    return x.lerp_(end, w) if inplace else torch.lerp(x, end, w)
-
-def paint(x:Tensor, # normalised batch (B, C, H, W), any floating dtype and memory format
-          mask:Tensor, # (B, 1, H, W) hole mask: bool, or float weights in [0, 1]
-          fill:str|float|list='zero', # 'zero', 'mean', 'noise', or a pixel colour (a number or one per channel)
-          opacity:float=1., # weight of the fill over the image, in (0, 1]
-          mean=None, std=None, # normalisation stats per channel (sequences or tensors); None: x is not normalised
-          generator:torch.Generator|None=None, # source of the noise
-          inplace:bool=False, # paint `x` itself instead of a copy
-          sparse:bool|None=None, # draw noise only for masked values; None: on the CPU only (never with autograd)
-         ) -> Tensor:
-    "`x` with `fill` blended in at `opacity` inside `mask`"
-    check_paint_args(fill, opacity, mean, std, x)
-    check_flag(inplace, 'inplace'); check_flag(sparse, 'sparse', none=True); check_generator(generator)
-    if not isinstance(mask, Tensor) or mask.shape != (x.shape[0], 1, *x.shape[2:]):
-        raise ValueError(f"mask must have shape (B, 1, H, W) = {(x.shape[0], 1, *x.shape[2:])}, "
-                         f"got {tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
-    return _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse)
-
-# %% ../nbs/01_boxes.ipynb #68b0d102
-class Sprinkled(NamedTuple):
-    "A sprinkled batch, its hole mask (or None) and the fraction of each image covered by holes"
-    x: Tensor
-    mask: Tensor|None
-    coverage: Tensor
-
-def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
-             p:float, # chance that an image gets sprinkles
-             n:int|tuple, # holes per image: an int, or an inclusive (lo, hi) range drawn per image
-             size:float|tuple, # hole side as a fraction of the shorter image side: a number, or a (lo, hi) range drawn per hole
-             fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
-             opacity:float=1., # weight of the fill over the image, in (0, 1]
-             mean=None, std=None, # normalisation stats of `x` per channel; None: `x` is not normalised
-             return_mask:bool=False, # also return the (B, 1, H, W) bool hole mask
-             generator:torch.Generator|None=None, # source of every random number, for reproducible sprinkles
-             inplace:bool=False, # paint `x` itself instead of a copy
-             where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate hole centres; None: anywhere
-             stride:int=1, # pixels between the cells of `where`
-             which:Tensor|None=None, # (B,) bool: the images that may get sprinkles (each with chance `p`); None: all
-            ) -> Sprinkled:
-    "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
-    check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
-    check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator)
-    check_where(where, x.shape[0], *x.shape[2:], stride); check_which(which, x.shape[0])
-    return _sprinkle(x, p, n, size, fill, opacity, mean, std, return_mask, generator, inplace, where, stride, which)
-
-def _sprinkle(x, p, n, size, fill='zero', opacity=1., mean=None, std=None, return_mask=False, generator=None,
-              inplace=False, where=None, stride=1, which=None) -> Sprinkled:
-    "`sprinkle` without the checks"
-    B, C, H, W = x.shape
-    if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
-        return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
-                         x.new_zeros(B, dtype=torch.float32))
-    bx = _sample_boxes(B, H, W, n, size, p, generator, x.device, where, stride, which)
-    if fill == 'noise' and _sparse(x, None) and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
-        at, area = hole_offsets(*bx, H, W, C)  # hole pixels listed straight from the boxes, and counted
-        out = _noise_at(x if inplace else x.clone(), at, None if opacity == 1 else opacity, generator)
-        return Sprinkled(out, box_mask(*bx, H, W) if return_mask else None, area/(H*W))
-    w = box_mask(*bx, H, W, dtype=torch.float32)  # 0/1
-    area = w.flatten(1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
-    out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, None)  # noise: sparse on the CPU
-    return Sprinkled(out, w > 0 if return_mask else None, area/(H*W))

@@ -18,7 +18,8 @@ from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
 from .anneal import Annealer, Restoring
 from .sprinkles import ProgressiveSprinkles, fixed_sprinkles
-from .cutmix import CutMix, OneOf
+from .cutmix import CutMix
+from .oneof import OneOf
 from .saliency import SaliencyHook
 from .keep import KeepCutout
 

@@ -7,10 +7,9 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/cutmix.html.md"""
 # %% ../nbs/04_cutmix.ipynb #28857f75
 from __future__ import annotations
 from typing import Callable, NamedTuple
-import numpy as np
 import torch
 from torch import Tensor
-from fastai.callback.mixup import MixHandler, reduce_loss
+from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
 from .checks import check_x, check_flag, check_prob, check_which, _is_real, _desc
 from .boxes import Boxes, place_boxes, box_mask, on_host, check_where
@@ -18,7 +17,7 @@ from .sprinkles import BatchAugment
 
 # %% auto #0
 __all__ = ['PAIRINGS', 'check_cutmix_args', 'sample_lam', 'cutmix_sides', 'cutmix_boxes', 'own_fraction', 'partners', 'CutMixed',
-           'cutmix', 'mix_mode', 'mix_loss', 'MixedLabels', 'CutMix', 'check_ps', 'assign', 'OneOf']
+           'cutmix', 'mix_mode', 'mix_loss', 'MixedLabels', 'CutMix']
 
 # %% ../nbs/04_cutmix.ipynb #b12ce051
 def check_cutmix_args(alpha:float, # concentration of Beta(alpha, alpha): a number > 0
@@ -268,79 +267,3 @@ class CutMix(BatchAugment):
     def after_fit(self):
         "Leave no mixed labels on the learner"
         if self.learn is not None: self.learn.mixed_labels = None
-
-# %% ../nbs/04_cutmix.ipynb #3c035953
-def check_ps(ps, # one probability per augmentation
-             n:int, # number of augmentations
-            ) -> list:
-    "`ps` as a list of floats, or a clear error if they are not `n` probabilities summing to at most 1"
-    if not isinstance(ps, (tuple, list)) or len(ps) != n or not all(_is_real(o) for o in ps):
-        raise ValueError(f"ps must be a list of {n} numbers, one per augmentation, got {ps!r}")
-    if not all(0 <= o <= 1 for o in ps) or sum(ps) > 1 + 1e-6:
-        raise ValueError(f"ps must be probabilities in [0, 1] with a sum of at most 1, got {ps!r} (sum {sum(ps):g})")
-    return [float(o) for o in ps]
-
-def assign(ps:list, # probability of each augmentation, summing to at most 1
-           B:int, # batch size
-           device=None,
-          ) -> Tensor:
-    "(B,) index of the augmentation each sample gets; `len(ps)` for none"
-    u = torch.rand(B, device=device)  # the edges stay Python numbers: no copy to the device, no wait
-    return sum((u >= float(e)).long() for e in np.cumsum(np.array(ps, dtype=np.float32)))
-
-# %% ../nbs/04_cutmix.ipynb #4111703c
-class OneOf(BatchAugment):
-    "Give each training sample at most one of several batch augmentations, drawn with probabilities `ps`"
-    def __init__(self,
-                 augs:list, # `BatchAugment` callbacks, at most one of which mixes labels (`CutMix`)
-                 ps:list|None=None, # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1
-                ):
-        self.augs = list(augs)
-        if not self.augs: raise ValueError("augs must hold at least one augmentation callback")
-        for a in self.augs:
-            if isinstance(a, MixHandler): raise TypeError(
-                f"augs must not hold fastai's {type(a).__name__}: it mixes the labels of the whole batch and cannot work "
-                f"on a share of it; use fastai_sprinkles' CutMix")
-            if not isinstance(a, BatchAugment): raise TypeError(f"augs must be BatchAugment callbacks (instances), got {a!r}")
-        if sum(a.mixes_labels for a in self.augs) > 1: raise ValueError("augs may hold at most one augmentation that mixes labels (CutMix)")
-        self.ps = [1/len(self.augs)]*len(self.augs) if ps is None else ps
-        names = {}
-        for a in self.augs:  # reachable as `one_of.cut_mix`, `one_of.progressive_sprinkles`, `..._2`, ...
-            n = names[a.name] = names.get(a.name, 0) + 1
-            setattr(self, a.name if n == 1 else f"{a.name}_{n}", a)
-        self.counts = self.which = None
-
-    @property
-    def ps(self) -> list: return self._ps
-    @ps.setter
-    def ps(self, v): self._ps = check_ps(v, len(self.augs))
-
-    def __call__(self, event_name):
-        "Pass every event but `before_batch` on to the augmentations, then handle it"
-        if event_name != 'before_batch':
-            for a in self.augs:
-                if a.learn is not self.learn: a.learn = self.learn
-                a(event_name)
-        return super().__call__(event_name)
-
-    def before_fit(self):
-        "Check that the augmentations are not also in the learner; reset the counts"
-        if any(a is c for a in self.augs for c in self.learn.cbs):
-            raise ValueError("an augmentation given to OneOf is also a callback of the learner: it would run twice")
-        super().before_fit()
-        self.counts = None
-
-    def check_batch(self, x:Tensor):
-        "Every augmentation's check of the batch"
-        for a in self.augs: a.check_batch(x)
-
-    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
-        "Draw each sample's augmentation, and let each change its share of the batch"
-        K = len(self.augs)
-        self.which = w = assign(self.ps, x.shape[0], x.device)
-        if which is not None: w = torch.where(which, w, K)
-        n = (w[:, None] == torch.arange(K + 1, device=w.device)).sum(0)
-        self.counts = n if self.counts is None else self.counts + n
-        out = x
-        for k in sorted(range(K), key=lambda k: not self.augs[k].mixes_labels): out = self.augs[k].augment(out, w == k)
-        return out

@@ -13,7 +13,8 @@ from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from .checks import check_paint_args, check_prob, check_int, check_tau, check_flag, check_generator, _is_real, _desc
-from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask, _paint
+from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask
+from .fills import _paint
 from .sprinkles import BatchAugment
 from .cutmix import CutMix
 from .sprinkles import ProgressiveSprinkles

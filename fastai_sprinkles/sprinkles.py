@@ -18,7 +18,7 @@ from fastai.vision.core import show_image
 from fastai.callback.schedule import SchedLin
 from fastai.data.transforms import Normalize
 from .checks import check_x, check_sprinkle_args, check_paint_args
-from .boxes import sprinkle, _sprinkle
+from .fills import sprinkle, _sprinkle
 from .anneal import sched_value, check_sched, sched_pct, _check_count
 
 # %% auto #0

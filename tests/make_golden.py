@@ -48,7 +48,8 @@ def f_sample_boxes():
     return out
 
 def f_paint():
-    from fastai_sprinkles.boxes import paint, sample_boxes, box_mask
+    from fastai_sprinkles.boxes import sample_boxes, box_mask
+    from fastai_sprinkles.fills import paint
     x = _x()
     bx = sample_boxes(4, 20, 24, n=3, size=.3, generator=torch.Generator().manual_seed(1))
     m = box_mask(*bx, 20, 24)
@@ -63,7 +64,7 @@ def f_paint():
     return out
 
 def f_sprinkle():
-    from fastai_sprinkles.boxes import sprinkle
+    from fastai_sprinkles.fills import sprinkle
     x, out = _x(B=6), {}
     for fill in ('zero', 'mean', 'noise', [0.1, 0.2, 0.3]):
         for op in (1., .6):

@@ -1,9 +1,9 @@
-"Property and fault tests of `fastai_sprinkles.boxes`: sampling boxes, hole masks, fills and `sprinkle`"
+"Property and fault tests of `fastai_sprinkles.boxes` and `fastai_sprinkles.fills`: sampling boxes, hole masks, fills and `sprinkle`"
 import pytest, torch
 from hypothesis import given, settings, strategies as st
 from fastai_sprinkles.checks import FILLS, as_range, check_sprinkle_args
-from fastai_sprinkles.boxes import (BOX_BITS, clip_boxes, sample_boxes, box_mask, box_runs, hole_offsets, fill_values,
-                                    paint, sprinkle, Sprinkled)
+from fastai_sprinkles.boxes import BOX_BITS, clip_boxes, sample_boxes, box_mask, box_runs, hole_offsets
+from fastai_sprinkles.fills import fill_values, paint, sprinkle, Sprinkled
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 prop = settings(max_examples=25, deadline=None)

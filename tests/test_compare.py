@@ -10,7 +10,8 @@ import fastai_sprinkles.compare as C
 from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, shard_grid,
                                       parse_shard, merge_runs, split_config)
 from fastai_sprinkles.cli import PROFILES
-from fastai_sprinkles.cutmix import CutMix, OneOf
+from fastai_sprinkles.cutmix import CutMix
+from fastai_sprinkles.oneof import OneOf
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
 
 def tiny_dls(bs=16, n=96):

@@ -14,8 +14,8 @@ from fastai.callback.mixup import CutMix as FastaiCutMix, MixUp
 from fastai.callback.schedule import SchedLin
 from torch.utils.data import TensorDataset
 
-from fastai_sprinkles.cutmix import (cutmix, partners, cutmix_boxes, own_fraction, mix_loss, mix_mode, CutMix, OneOf,
-                                     assign, check_ps, sample_lam)
+from fastai_sprinkles.cutmix import cutmix, partners, cutmix_boxes, own_fraction, mix_loss, mix_mode, CutMix, sample_lam
+from fastai_sprinkles.oneof import OneOf, assign, check_ps
 from fastai_sprinkles.anneal import Annealer
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
 

@@ -14,7 +14,7 @@ from fastai.basics import Learner, DataLoaders, TfmdDL, Callback, CrossEntropyLo
 from fastai.data.transforms import Normalize
 
 from helpers import quiet, cb
-from fastai_sprinkles.boxes import sprinkle
+from fastai_sprinkles.fills import sprinkle
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.cutmix import CutMix, cutmix
 from fastai_sprinkles.saliency import SaliencyHook, saliency, lowres_saliency

@@ -19,7 +19,8 @@ from fastai.vision.core import TensorImage
 from helpers import rows, quiet, cb
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.cutmix import CutMix, OneOf
+from fastai_sprinkles.cutmix import CutMix
+from fastai_sprinkles.oneof import OneOf
 from fastai_sprinkles.saliency import SaliencyHook
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix
 
