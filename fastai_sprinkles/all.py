@@ -2,6 +2,7 @@
 from .data import *
 from .checks import *
 from .boxes import *
+from .restoring import *
 from .anneal import *
 from .sprinkles import *
 from .cutmix import *

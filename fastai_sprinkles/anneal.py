@@ -9,13 +9,13 @@ from __future__ import annotations
 import math, numbers
 import matplotlib.pyplot as plt
 import torch
-from fastcore.basics import store_attr, patch, GetAttr, noop
-from fastai.callback.core import Callback
+from fastcore.basics import store_attr, patch, GetAttr
 from fastai.callback.schedule import ParamScheduler
-from fastai.learner import Recorder, CancelFitException
+from fastai.learner import Recorder
+from .restoring import Restoring
 
 # %% auto #0
-__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Restoring', 'Annealer']
+__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Annealer']
 
 # %% ../nbs/02_anneal.ipynb #0582f4d1
 def sched_value(v, # a constant, a schedule (a callable of `pct`), or a tuple or list of them
@@ -110,45 +110,6 @@ def plot_anneal_hist(hist:dict, # {key: values at each training batch}
         ax.plot(v)
         ax.set_title(k, fontsize=9); ax.set_xlabel('batch', fontsize=8); ax.tick_params(labelsize=7)
     fig.tight_layout()
-
-# %% ../nbs/02_anneal.ipynb #031fc7d8
-class _RestoreOnEscape:
-    "`learn._with_events` during a fit: an exception leaving an epoch that fastai will not handle first restores"
-    def __init__(self, learn): self.learn = learn
-    def __call__(self, f, event_type, ex, final=noop):
-        learn = self.learn
-        try: return type(learn)._with_events(learn, f, event_type, ex, final)
-        except CancelFitException: raise  # fastai runs `after_cancel_fit` and `after_fit` for it
-        except BaseException:
-            if event_type == 'epoch': _restore_all(learn)
-            raise
-
-def _restore_all(learn):
-    "Take the guard off `learn`, and `restore` each of its `Restoring` callbacks"
-    vars(learn).pop('_with_events', None)
-    for cb in learn.cbs:
-        if isinstance(cb, Restoring): cb._guards = []; cb.restore()
-
-class Restoring(Callback):
-    "A `Callback` whose `restore()` runs however a fit stops, also on exceptions fastai has no event for"
-    def restore(self):
-        "Put back what the callback changed"
-        raise NotImplementedError(f"{type(self).__name__} must say in restore() what it puts back")
-
-    def __call__(self, event_name):
-        learn = self.learn
-        if event_name == 'before_fit' and learn is not None:  # `get_preds` inside a fit nests a before_fit/after_fit pair
-            new = not isinstance(vars(learn).get('_with_events'), _RestoreOnEscape)
-            if new: learn._with_events = _RestoreOnEscape(learn)  # on this learner only, until the matching `after_fit`
-            self._guards = [*getattr(self, '_guards', []), new]
-        try: return super().__call__(event_name)
-        finally:
-            if event_name == 'after_fit' and learn is not None and getattr(self, '_guards', None):
-                if self._guards.pop(): vars(learn).pop('_with_events', None)
-
-    def __setattr__(self, name, value):
-        if name == 'learn' and value is None and self.__dict__.get('learn') is not None: self.restore()
-        super().__setattr__(name, value)
 
 # %% ../nbs/02_anneal.ipynb #33f4533c
 def _set_bs(dl, bs:int):
