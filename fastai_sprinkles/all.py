@@ -3,6 +3,7 @@ from .data import *
 from .checks import *
 from .boxes import *
 from .fills import *
+from .restoring import *
 from .anneal import *
 from .sprinkles import *
 from .cutmix import *

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math, numbers
 import matplotlib.pyplot as plt
 import torch
-from fastcore.basics import store_attr, patch, GetAttr, noop
-from fastai.callback.core import Callback
+from fastcore.basics import store_attr, patch, GetAttr
 from fastai.callback.schedule import ParamScheduler
-from fastai.learner import Recorder, CancelFitException
+from fastai.learner import Recorder
+from .restoring import Restoring
 
 # %% auto #0
-__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Restoring', 'Annealer']
+__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Annealer']
 
 # %% ../nbs/02_anneal.ipynb #0582f4d1
 def sched_value(v, # a constant, a schedule (a callable of `pct`), or a tuple or list of them
@@ -111,52 +111,7 @@ def plot_anneal_hist(hist:dict, # {key: values at each training batch}
         ax.set_title(k, fontsize=9); ax.set_xlabel('batch', fontsize=8); ax.tick_params(labelsize=7)
     fig.tight_layout()
 
-# %% ../nbs/02_anneal.ipynb #031fc7d8
-class _RestoreOnEscape:
-    "`learn._with_events` during a fit: an exception leaving an epoch that fastai will not handle first restores"
-    def __init__(self, learn): self.learn = learn
-    def __call__(self, f, event_type, ex, final=noop):
-        learn = self.learn
-        try: return type(learn)._with_events(learn, f, event_type, ex, final)
-        except CancelFitException: raise  # fastai runs `after_cancel_fit` and `after_fit` for it
-        except BaseException:
-            if event_type == 'epoch': _restore_all(learn)
-            raise
-
-def _restore_all(learn):
-    "Take the guard off `learn`, and `restore` each of its `Restoring` callbacks"
-    vars(learn).pop('_with_events', None)
-    for cb in learn.cbs:
-        if isinstance(cb, Restoring): cb._guards = []; cb.restore()
-
-class Restoring(Callback):
-    "A `Callback` whose `restore()` runs however a fit stops, also on exceptions fastai has no event for"
-    def restore(self):
-        "Put back what the callback changed"
-        raise NotImplementedError(f"{type(self).__name__} must say in restore() what it puts back")
-
-    def __call__(self, event_name):
-        learn = self.learn
-        if event_name == 'before_fit' and learn is not None:  # `get_preds` inside a fit nests a before_fit/after_fit pair
-            new = not isinstance(vars(learn).get('_with_events'), _RestoreOnEscape)
-            if new: learn._with_events = _RestoreOnEscape(learn)  # on this learner only, until the matching `after_fit`
-            self._guards = [*getattr(self, '_guards', []), new]
-        try: return super().__call__(event_name)
-        finally:
-            if event_name == 'after_fit' and learn is not None and getattr(self, '_guards', None):
-                if self._guards.pop(): vars(learn).pop('_with_events', None)
-
-    def __setattr__(self, name, value):
-        if name == 'learn' and value is None and self.__dict__.get('learn') is not None: self.restore()
-        super().__setattr__(name, value)
-
-# %% ../nbs/02_anneal.ipynb #33f4533c
-def _set_bs(dl, bs:int):
-    "Set the batch size of `dl` and of the loader it wraps, if any: fastai's `DistributedDL` batches with its inner `dl`"
-    dl.bs = bs
-    inner = vars(dl).get('dl')
-    if inner is not None and hasattr(inner, 'bs'): inner.bs = bs
-
+# %% ../nbs/02_anneal.ipynb #bea120a3
 class Annealer(Restoring):
     "Anneal attributes of other callbacks, and the training batch size, with schedules of the fraction of training done"
     order,run_valid = -5,False
@@ -187,102 +142,126 @@ class Annealer(Restoring):
         if bs < 1: raise ValueError(f"{what} gives {v!r}; batch sizes must be >= 1")
         return bs
 
-    def _resolve(self, key:str):
-        "The object and attribute name that `key` addresses, checked"
-        name,*path = key.split('.')
-        cbs = {cb.name: cb for cb in self.learn.cbs}
-        if name not in cbs: raise ValueError(f"Annealer key {key!r}: the learner has no callback named {name!r}; "
-                                             f"its callbacks are {list(cbs)}")
-        cb = o = cbs[name]
-        for i,a in enumerate(path):
-            if not _has_attr(o, a):
-                raise AttributeError(f"Annealer key {key!r}: {'.'.join([name, *path[:i]])} ({type(o).__name__}) has no "
-                                     f"attribute {a!r}; it has {_attr_names(o)}")
-            if i < len(path)-1: o = getattr(o, a)
-        if cb.order <= self.order:
-            raise ValueError(f"Annealer key {key!r}: callback {name!r} has order {cb.order}, but the annealer (order "
-                             f"{self.order}) must run before the callbacks it controls; lower the annealer's order")
-        return o, path[-1]
+# %% ../nbs/02_anneal.ipynb #7012b3d6
+@patch
+def _resolve(self:Annealer, key:str):
+    "The object and attribute name that `key` addresses, checked"
+    name,*path = key.split('.')
+    cbs = {cb.name: cb for cb in self.learn.cbs}
+    if name not in cbs: raise ValueError(f"Annealer key {key!r}: the learner has no callback named {name!r}; "
+                                         f"its callbacks are {list(cbs)}")
+    cb = o = cbs[name]
+    for i,a in enumerate(path):
+        if not _has_attr(o, a):
+            raise AttributeError(f"Annealer key {key!r}: {'.'.join([name, *path[:i]])} ({type(o).__name__}) has no "
+                                 f"attribute {a!r}; it has {_attr_names(o)}")
+        if i < len(path)-1: o = getattr(o, a)
+    if cb.order <= self.order:
+        raise ValueError(f"Annealer key {key!r}: callback {name!r} has order {cb.order}, but the annealer (order "
+                         f"{self.order}) must run before the callbacks it controls; lower the annealer's order")
+    return o, path[-1]
 
-    def _bs_at(self, epoch:int) -> int:
-        "The checked batch size of `epoch`"
-        pct = sched_pct(epoch, self.n_epoch, every=self.every['bs'], steps=self.steps['bs'])
-        bs = self._round_bs(sched_value(self.scheds['bs'], pct), f"scheds['bs'] at epoch {epoch} (pct {pct:.4g})")
-        n = getattr(self.dls.train, 'n', None)
-        if n is not None and bs > n: raise ValueError(f"scheds['bs'] gives batch size {bs} at epoch {epoch} "
-                                                      f"(pct {pct:.4g}), but the training set has only {n} items")
-        return bs
+# %% ../nbs/02_anneal.ipynb #a88847a1
+@patch
+def _bs_at(self:Annealer, epoch:int) -> int:
+    "The checked batch size of `epoch`"
+    pct = sched_pct(epoch, self.n_epoch, every=self.every['bs'], steps=self.steps['bs'])
+    bs = self._round_bs(sched_value(self.scheds['bs'], pct), f"scheds['bs'] at epoch {epoch} (pct {pct:.4g})")
+    n = getattr(self.dls.train, 'n', None)
+    if n is not None and bs > n: raise ValueError(f"scheds['bs'] gives batch size {bs} at epoch {epoch} "
+                                                  f"(pct {pct:.4g}), but the training set has only {n} items")
+    return bs
 
-    def before_fit(self):
-        "Resolve the keys, plan the batch sizes and save what will change; skip `lr_find` and `get_preds`"
-        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
-        self.restore()
-        targets = {k: self._resolve(k) for k in self.scheds if k != 'bs'}
-        dl = self.dls.train
-        if 'bs' in self.scheds and dl.bs is None: raise ValueError("scheds has 'bs' but the training DataLoader has no batch size")
-        bs_plan = [self._bs_at(e) for e in range(self.n_epoch)] if 'bs' in self.scheds else None
-        self._targets,self._bs_plan,self._factor,self._fresh = targets,bs_plan,1.,True
-        self._ref = self.ref_bs or dl.bs
-        self._saved = ([(o, a, getattr(o, a)) for o,a in targets.values()], dl, dl.bs)
+@patch
+def before_fit(self:Annealer):
+    "Resolve the keys, plan the batch sizes and save what will change; skip `lr_find` and `get_preds`"
+    if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
+    self.restore()
+    targets = {k: self._resolve(k) for k in self.scheds if k != 'bs'}
+    dl = self.dls.train
+    if 'bs' in self.scheds and dl.bs is None: raise ValueError("scheds has 'bs' but the training DataLoader has no batch size")
+    bs_plan = [self._bs_at(e) for e in range(self.n_epoch)] if 'bs' in self.scheds else None
+    self._targets,self._bs_plan,self._factor,self._fresh = targets,bs_plan,1.,True
+    self._ref = self.ref_bs or dl.bs
+    self._saved = ([(o, a, getattr(o, a)) for o,a in targets.values()], dl, dl.bs)
 
-    def before_train(self):
-        "Start the record at the first epoch of the fit, and set this epoch's batch size and lr factor"
-        if self._fresh: self.hist,self._fresh = {k: [] for k in self.scheds},False
-        if self._bs_plan is None: return
-        bs = self._bs_plan[self.epoch]
-        _set_bs(self.dls.train, bs)
-        r = bs/self._ref
-        self._factor = {'none': 1., 'linear': r, 'sqrt': math.sqrt(r)}[self.lr_scale]
+# %% ../nbs/02_anneal.ipynb #a907fa88
+def _set_bs(dl, bs:int):
+    "Set the batch size of `dl` and of the loader it wraps, if any: fastai's `DistributedDL` batches with its inner `dl`"
+    dl.bs = bs
+    inner = vars(dl).get('dl')
+    if inner is not None and hasattr(inner, 'bs'): inner.bs = bs
 
-    def before_batch(self):
-        "Take off the last lr scaling, then set and record every annealed attribute"
-        self._unscale_lr()
-        for k,(o,a) in self._targets.items():
-            v = sched_value(self.scheds[k], train_pct(self.learn, self.every[k], self.steps[k]))
-            setattr(o, a, v)
-            self.hist[k].append(v)
-        if self._bs_plan is not None: self.hist['bs'].append(self.dls.train.bs)
+@patch
+def before_train(self:Annealer):
+    "Start the record at the first epoch of the fit, and set this epoch's batch size and lr factor"
+    if self._fresh: self.hist,self._fresh = {k: [] for k in self.scheds},False
+    if self._bs_plan is None: return
+    bs = self._bs_plan[self.epoch]
+    _set_bs(self.dls.train, bs)
+    r = bs/self._ref
+    self._factor = {'none': 1., 'linear': r, 'sqrt': math.sqrt(r)}[self.lr_scale]
 
-    def before_step(self):
-        "Scale the lr by the batch size, after `ParamScheduler` has set it"
-        if self._factor == 1: return
-        base = [h['lr'] for h in self.opt.hypers]
-        self.opt.set_hyper('lr', [lr*self._factor for lr in base])
-        self._lrs = (self.opt, base, [h['lr'] for h in self.opt.hypers])
+# %% ../nbs/02_anneal.ipynb #fde3b064
+@patch
+def before_batch(self:Annealer):
+    "Take off the last lr scaling, then set and record every annealed attribute"
+    self._unscale_lr()
+    for k,(o,a) in self._targets.items():
+        v = sched_value(self.scheds[k], train_pct(self.learn, self.every[k], self.steps[k]))
+        setattr(o, a, v)
+        self.hist[k].append(v)
+    if self._bs_plan is not None: self.hist['bs'].append(self.dls.train.bs)
 
-    def _unscale_lr(self):
-        "Put back the unscaled lr, unless something else has set the lr since"
-        if self._lrs is None: return
-        opt,base,scaled = self._lrs
-        self._lrs = None
-        cur = [h['lr'] for h in opt.hypers]
-        if len(cur) == len(base): opt.set_hyper('lr', [b if c == s else c for c,b,s in zip(cur, base, scaled)])
+# %% ../nbs/02_anneal.ipynb #d0530c13
+@patch
+def before_step(self:Annealer):
+    "Scale the lr by the batch size, after `ParamScheduler` has set it"
+    if self._factor == 1: return
+    base = [h['lr'] for h in self.opt.hypers]
+    self.opt.set_hyper('lr', [lr*self._factor for lr in base])
+    self._lrs = (self.opt, base, [h['lr'] for h in self.opt.hypers])
 
-    def restore(self):
-        "Put back the attributes, batch size and lr from before the fit"
-        self._unscale_lr()
-        if self._saved is None: return
-        attrs,dl,bs = self._saved
-        for o,a,v in attrs: setattr(o, a, v)
-        _set_bs(dl, bs)
-        self._saved = None
+@patch
+def _unscale_lr(self:Annealer):
+    "Put back the unscaled lr, unless something else has set the lr since"
+    if self._lrs is None: return
+    opt,base,scaled = self._lrs
+    self._lrs = None
+    cur = [h['lr'] for h in opt.hypers]
+    if len(cur) == len(base): opt.set_hyper('lr', [b if c == s else c for c,b,s in zip(cur, base, scaled)])
 
-    def after_cancel_fit(self): self.restore()
+# %% ../nbs/02_anneal.ipynb #89df2b1a
+@patch
+def restore(self:Annealer):
+    "Put back the attributes, batch size and lr from before the fit"
+    self._unscale_lr()
+    if self._saved is None: return
+    attrs,dl,bs = self._saved
+    for o,a,v in attrs: setattr(o, a, v)
+    _set_bs(dl, bs)
+    self._saved = None
 
-    def after_fit(self):
-        "Restore, and hand the record to the `Recorder` (and to `ParamScheduler`, for `plot_sched`)"
-        self.restore()
-        rec = getattr(self.learn, 'recorder', None)
-        if self._fresh or rec is None: return  # no training in this fit (`validate`)
-        rec.anneal_hist = self.hist
-        ps = [cb for cb in self.learn.cbs if type(cb) is ParamScheduler and hasattr(cb, 'hps')]
-        if ps: ps[-1].hps.update(self.hist)  # its after_fit, later, gives `hps` to the recorder
-        else: rec.hps = {'lr': list(rec.lrs), **self.hist}
+@patch
+def after_cancel_fit(self:Annealer): self.restore()
 
-    def plot(self, keys=None, with_lr:bool=True, figsize=None):
-        "Plot the lr and the annealed values of the last fit"
-        rec = getattr(self.learn, 'recorder', None)
-        plot_anneal_hist(self.hist, getattr(rec, 'lrs', None) if with_lr else None, keys, figsize)
+# %% ../nbs/02_anneal.ipynb #d33cd301
+@patch
+def after_fit(self:Annealer):
+    "Restore, and hand the record to the `Recorder` (and to `ParamScheduler`, for `plot_sched`)"
+    self.restore()
+    rec = getattr(self.learn, 'recorder', None)
+    if self._fresh or rec is None: return  # no training in this fit (`validate`)
+    rec.anneal_hist = self.hist
+    ps = [cb for cb in self.learn.cbs if type(cb) is ParamScheduler and hasattr(cb, 'hps')]
+    if ps: ps[-1].hps.update(self.hist)  # its after_fit, later, gives `hps` to the recorder
+    else: rec.hps = {'lr': list(rec.lrs), **self.hist}
+
+@patch
+def plot(self:Annealer, keys=None, with_lr:bool=True, figsize=None):
+    "Plot the lr and the annealed values of the last fit"
+    rec = getattr(self.learn, 'recorder', None)
+    plot_anneal_hist(self.hist, getattr(rec, 'lrs', None) if with_lr else None, keys, figsize)
 
 # %% ../nbs/02_anneal.ipynb #da656812
 @patch

@@ -16,7 +16,8 @@ from fastai.callback.mixup import MixUp, CutMix as FastaiCutMix
 from fastai.callback.core import _inner_loop
 from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
-from .anneal import Annealer, Restoring
+from .restoring import Restoring
+from .anneal import Annealer
 from .sprinkles import ProgressiveSprinkles, fixed_sprinkles
 from .cutmix import CutMix
 from .oneof import OneOf

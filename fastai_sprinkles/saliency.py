@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastai.layers import ResBlock
 from .checks import check_x, check_flag, _is_real
-from .anneal import Restoring
+from .restoring import Restoring
 
 # %% auto #0
 __all__ = ['MODES', 'target_logit', 'saliency', 'check_saliency_args', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead',
