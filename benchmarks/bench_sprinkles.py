@@ -102,11 +102,10 @@ def bench_device(dev, repeats):
     timm = times['timm RandomErasing pixel, max_count=4'][0]
     floor, zero, zero_ip = (times[k][0] for k in ('floor: x.mul_(mask), mask precomputed', 'sprinkle zero',
                                                   'sprinkle zero, inplace'))
-    print(f"\ntarget 1, frosted no slower than timm pixel mode: {ref:.2f} vs {timm:.2f} ms = {ref/timm:.2f}x timm's time "
-          f"({'MET' if ref <= timm else 'MISSED'})")
-    print(f"target 2, zero fill within 2x of the floor: {zero:.2f} ms = {zero/floor:.2f}x floor "
-          f"({'MET' if zero <= 2*floor else 'MISSED'}); inplace {zero_ip:.2f} ms = {zero_ip/floor:.2f}x floor "
-          f"({'MET' if zero_ip <= 2*floor else 'MISSED'})")
+    timm16 = times['timm RandomErasing pixel, count=16'][0]
+    print(f"\nfrosted vs timm pixel mode: {ref:.2f} vs {timm:.2f} ms = {ref/timm:.2f}x timm's time with its 1-4 boxes, "
+          f"{ref/timm16:.2f}x with 16 boxes as ours ({timm16:.2f} ms)")
+    print(f"zero fill vs the floor: {zero:.2f} ms = {zero/floor:.2f}x the floor; in place {zero_ip:.2f} ms = {zero_ip/floor:.2f}x")
     return times
 
 def bench_compiled(dev, repeats):
