@@ -6,7 +6,7 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/analysis.html.md"""
 
 # %% ../nbs/07b_analysis.ipynb #364aedd4
 from __future__ import annotations
-import itertools, math, warnings
+import math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
@@ -54,15 +54,12 @@ def signed_rank_p(d) -> float:
     "Exact two-sided p-value of Wilcoxon's signed-rank test on differences `d` (zeros dropped, ties share ranks)"
     d = np.asarray(d, dtype=float)
     d = d[d != 0]
-    n = len(d)
-    if n == 0: return 1.
-    if n > 20: raise ValueError(f"the exact test enumerates 2**n sign patterns; {n} differences is too many, use scipy.stats.wilcoxon")
-    r = stats.rankdata(np.abs(d))
-    w = r[d > 0].sum()
-    signs = np.array(list(itertools.product((0, 1), repeat=n)))
-    dist = signs @ r  # the statistic under every equally likely sign pattern
-    mid = r.sum()/2
-    return float(np.mean(np.abs(dist - mid) >= abs(w - mid) - 1e-9))
+    if len(d) == 0: return 1.
+    r2 = np.rint(2*stats.rankdata(np.abs(d))).astype(int)  # doubled ranks: whole numbers, also for shared ranks
+    dist = np.ones(1)  # chance of each sum of doubled ranks over the signs seen so far, each sign + or - alike
+    for k in r2: dist = (np.pad(dist, (0, k)) + np.pad(dist, (k, 0)))/2
+    mid, w = r2.sum()/2, r2[d > 0].sum()
+    return float(min(1., dist[np.abs(np.arange(len(dist)) - mid) >= abs(w - mid)].sum()))
 
 # %% ../nbs/07b_analysis.ipynb #ffc734f6
 def holm(ps) -> list:

@@ -50,7 +50,13 @@ def test_signed_rank_matches_scipy_exact_with_ties_and_zeros(d):
 
 def test_signed_rank_floor_with_five_pairs():
     assert signed_rank_p([.01, .02, .03, .04, .05]) == pytest.approx(2/32)
-    with pytest.raises(ValueError, match='too many'): signed_rank_p(np.arange(1, 22)/100)
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(21, 60), st.integers(0, 2**32 - 1))
+def test_signed_rank_exact_beyond_enumeration(n, seed):
+    "Many pairs (no ties): the same p-value as scipy's exact test, which enumerates nothing either"
+    d = np.random.default_rng(seed).normal(.003, .01, n)
+    assert signed_rank_p(d) == pytest.approx(stats.wilcoxon(d, method='exact').pvalue, rel=1e-9, abs=1e-15)
 
 def test_holm_by_hand_and_by_definition():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
