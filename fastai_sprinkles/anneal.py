@@ -243,7 +243,9 @@ def restore(self:Annealer):
     self._saved = None
 
 @patch
-def after_cancel_fit(self:Annealer): self.restore()
+def after_cancel_fit(self:Annealer):
+    "Put everything back when the fit is cancelled"
+    self.restore()
 
 # %% ../nbs/02_anneal.ipynb #d33cd301
 @patch
