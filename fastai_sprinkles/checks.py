@@ -46,8 +46,9 @@ def as_range(v, # a number, or a `(lo, hi)` pair of numbers
     return pair
 
 # %% auto #0
-__all__ = ['FILLS', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'as_range', 'check_x', 'check_flag', 'check_which',
-           'check_generator', 'check_paint_args', 'check_sprinkle_args']
+__all__ = ['FILLS', 'MODES', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'as_range', 'check_x', 'check_flag',
+           'check_which', 'check_generator', 'check_paint_args', 'check_sprinkle_args', 'check_early_args',
+           'check_saliency_args']
 
 # %% ../nbs/09_bad_input.ipynb #af69fa58
 FILLS = ('zero', 'mean', 'noise')
@@ -128,3 +129,32 @@ def check_sprinkle_args(p:float, # chance that an image gets sprinkles, in [0, 1
     lo, hi = as_range(size, 'size')
     if not (lo > 0 and hi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
     check_paint_args(fill, opacity, mean, std, x)
+
+# %% ../nbs/09_bad_input.ipynb #c34f7a2e
+MODES = ('full', 'lowres', 'early')  # the kinds of saliency map
+
+def check_early_args(weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
+                     layer=None, # where the head goes: a module, a module name, or None
+                     lr:float=None, # learning rate of the head's Adam, > 0; None: the learner's
+                     prefix:str='', # put before the names in messages: 'early_' for the arguments of `SaliencyHook`
+                    ):
+    "Raise a clear error, naming the parameter, if an argument of the early head is invalid"
+    if not _is_real(weight) or not 0 <= weight < math.inf:
+        raise ValueError(f"{prefix}weight must be a number >= 0, got {weight!r}")
+    if layer is not None and not isinstance(layer, (torch.nn.Module, str)):
+        raise TypeError(f"{prefix}layer must be a module, a module name or None, got {type(layer).__name__}")
+    if lr is not None and (not _is_real(lr) or not 0 < lr < math.inf):
+        raise ValueError(f"{prefix}lr must be a finite number > 0, or None for the learner's lr; got {lr!r}")
+
+def check_saliency_args(mode:str='lowres', # one of `MODES`
+                        factor:float=2., # how much `'lowres'` and `'early'` shrink the images: a number >= 1
+                        early_weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
+                        H:int=None, W:int=None, # image height and width, when known
+                       ):
+    "Raise a clear error, naming the parameter, if an argument of the saliency pass is invalid"
+    if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not _is_real(factor) or not 1 <= factor < math.inf: raise ValueError(f"factor must be a number >= 1, got {factor!r}")
+    check_early_args(early_weight, prefix='early_')
+    if mode != 'full' and H is not None and min(H, W)/factor < 2:
+        raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: use a factor <= {min(H, W)/2:g}")
+

@@ -10,17 +10,16 @@ import math, time
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from fastcore.basics import patch, store_attr
 from fastai.layers import ResBlock
-from .checks import check_x, check_flag, _is_real
+from .checks import check_x, MODES, check_early_args, check_saliency_args
 from .restoring import Restoring
 
 # %% auto #0
-__all__ = ['MODES', 'target_logit', 'saliency', 'check_saliency_args', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead',
-           'unwrap_model', 'SaliencyHook', 'early_head_loss']
+__all__ = ['target_logit', 'saliency', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead', 'early_head_loss', 'unwrap_model',
+           'EarlyHeadTrainer', 'SaliencyHook']
 
 # %% ../nbs/05_saliency.ipynb #815051f4
-MODES = ('full', 'lowres', 'early')
-
 def _module_modes(model:nn.Module) -> list:
     "The `training` flag of every module of `model`"
     return [(m, m.training) for m in model.modules()]
@@ -62,19 +61,6 @@ def saliency(model:nn.Module, # the network: maps the batch to (B, n_classes) lo
     return torch.nan_to_num(g.detach().as_subclass(Tensor).abs().amax(1).float(), nan=0., posinf=0., neginf=0.)
 
 # %% ../nbs/05_saliency.ipynb #741bc95b
-def check_saliency_args(mode:str='lowres', # one of `MODES`
-                        factor:float=2., # how much `'lowres'` and `'early'` shrink the images: a number >= 1
-                        early_weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
-                        H:int=None, W:int=None, # image height and width, when known
-                       ):
-    "Raise a clear error, naming the parameter, if an argument of the saliency pass is invalid"
-    if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not _is_real(factor) or not 1 <= factor < math.inf: raise ValueError(f"factor must be a number >= 1, got {factor!r}")
-    if not _is_real(early_weight) or not 0 <= early_weight < math.inf:
-        raise ValueError(f"early_weight must be a number >= 0, got {early_weight!r}")
-    if mode != 'full' and H is not None and min(H, W)/factor < 2:
-        raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: use a factor <= {min(H, W)/2:g}")
-
 def lowres_saliency(model:nn.Module, x:Tensor, y:Tensor, factor:float=2., head=None) -> Tensor:
     "`saliency` of `x` shrunk by `factor` (bicubic), enlarged back to `x`'s size (bilinear)"
     check_x(x)
@@ -94,19 +80,20 @@ def _is_block(m:nn.Module) -> bool:
 
 def first_block(model:nn.Module, # the network
                 layer=None, # a submodule of `model`, or its name in `model.named_modules()`; None: find one
+                name:str='layer', # the parameter's name, for error messages
                ) -> nn.Module:
     "The module after which the early head goes: `layer`, or the first residual block of `model`"
     if isinstance(layer, nn.Module):
-        if not any(m is layer for m in model.modules()): raise ValueError("early_layer is not a submodule of the model")
+        if not any(m is layer for m in model.modules()): raise ValueError(f"{name} is not a submodule of the model")
         return layer
     if isinstance(layer, str):
         mods = dict(model.named_modules())
-        if layer not in mods: raise ValueError(f"early_layer={layer!r} is not a module name of the model (see model.named_modules())")
+        if layer not in mods: raise ValueError(f"{name}={layer!r} is not a module name of the model (see model.named_modules())")
         return mods[layer]
-    if layer is not None: raise TypeError(f"early_layer must be a module, a module name or None, got {type(layer).__name__}")
+    if layer is not None: raise TypeError(f"{name} must be a module, a module name or None, got {type(layer).__name__}")
     m = next((m for m in model.modules() if _is_block(m)), None)
-    if m is None: raise ValueError("mode='early' needs the first block of the model, but it has no residual block "
-                                   "(fastai ResBlock, torchvision BasicBlock or Bottleneck): pass early_layer=<module or name>")
+    if m is None: raise ValueError("the early head goes after the first residual block of the model, but it has none "
+                                   f"(fastai ResBlock, torchvision BasicBlock or Bottleneck): pass {name}=<module or name>")
     return m
 
 class _Stop(Exception):
@@ -123,7 +110,7 @@ def run_to(model:nn.Module, # the network
     try: model(x)
     except _Stop: pass
     finally: h.remove()
-    if not got: raise ValueError("early_layer did not run in the model's forward pass")
+    if not got: raise ValueError("layer did not run in the model's forward pass")
     return got[0]
 
 class EarlyHead(nn.Sequential):
@@ -131,7 +118,13 @@ class EarlyHead(nn.Sequential):
     def __init__(self, n_in:int, n_out:int):
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n_in, n_out))
 
-# %% ../nbs/05_saliency.ipynb #a2113fca
+# %% ../nbs/05_saliency.ipynb #6f657973
+def early_head_loss(learn, out:Tensor) -> Tensor:
+    "The learner's loss of the early head's logits `out`, mixed like the main loss if the batch's labels are mixed"
+    mixed = getattr(learn, 'mixed_labels', None)  # published by `CutMix` for a mixed batch
+    if mixed is not None: return mixed.loss(out)
+    return learn.loss_func(out, *learn.yb)
+
 def unwrap_model(model:nn.Module) -> nn.Module:
     "The module inside `DistributedDataParallel` or `DataParallel`, else `model`"
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
@@ -142,6 +135,86 @@ def _autocast(learn, device_type:str):
     dtype = torch.bfloat16 if mp is not None and getattr(mp.amp_mode, 'value', mp.amp_mode) == 'bf16' else torch.float16
     return torch.autocast(device_type, dtype=dtype, enabled=mp is not None and device_type == 'cuda')
 
+# %% ../nbs/05_saliency.ipynb #310e95e5
+class EarlyHeadTrainer(Restoring):
+    "Train an `EarlyHead` after `layer` beside the network: its weighted loss joins the loss that is backpropagated"
+    order, run_valid = -4, False
+    def __init__(self,
+                 weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
+                 layer=None, # where the head goes: a module, its name, or None for the first residual block
+                 lr:float=None, # learning rate of the head's Adam; None: the learner's current one
+                ):
+        check_early_args(weight, layer, lr)
+        store_attr()
+        self.head, self.head_opt, self.head_loss, self.block, self._hook, self._act = None, None, None, None, None, None
+        self._prefix = ''  # before the names in messages: 'early_' when the arguments came to `SaliencyHook`
+
+    def before_fit(self):
+        "Skip `lr_find` and `get_preds`; find the layer the head goes after"
+        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
+        check_early_args(self.weight, self.layer, self.lr, self._prefix)
+        self._cleanup()
+        self.block = first_block(unwrap_model(self.learn.model), self.layer, f'{self._prefix}layer')
+
+    def before_batch(self):
+        "Hook `block` for the coming forward pass"
+        self._cleanup()
+        self._hook = self.block.register_forward_hook(self._keep_act)
+
+    def _keep_act(self, m, i, o):
+        "A one-shot forward hook: keep the block's output of the training forward pass, and remove itself"
+        self._act = o
+        self._cleanup(keep_act=True)
+
+    def _cleanup(self, keep_act:bool=False):
+        "Remove the hook on `block`, if any; drop the kept activations unless `keep_act`"
+        if self._hook is not None: self._hook.remove()
+        self._hook = None
+        if not keep_act: self._act = None
+
+    def restore(self):
+        "Remove the hook on `block`: at the end of the fit, however it stops"
+        self._cleanup()
+    after_cancel_fit = after_fit = restore
+
+# %% ../nbs/05_saliency.ipynb #406dab3a
+@patch
+def make_head(self:EarlyHeadTrainer, act:Tensor, y:Tensor):
+    "A new `head` for activations like `act` of `block`, one output per class of the targets `y`, and its Adam `head_opt`"
+    dls = getattr(self.learn, 'dls', None) if self.learn is not None else None
+    n_out = y.shape[1] if y.is_floating_point() else (getattr(dls, 'c', None) or int(y.max()) + 1)
+    self.head = EarlyHead(act.shape[1], n_out).to(act.device)
+    self.head_opt = torch.optim.Adam(self.head.parameters(), lr=1e-3)
+
+@patch
+def before_backward(self:EarlyHeadTrainer):
+    "Add `weight` × the early head's loss to the loss to backpropagate"
+    if self._act is None: return
+    act, self._act = self._act, None
+    if self.head is None: self.make_head(act, self.y)
+    with _autocast(self.learn, act.device.type): out = self.head(act)
+    loss = early_head_loss(self.learn, out.float())
+    self.learn.loss_grad = self.loss_grad + self.weight*loss
+    self.head_loss = loss.detach()
+
+# %% ../nbs/05_saliency.ipynb #fc2035dd
+def _unscaled(scaler, grads:list) -> bool:
+    "Unscale `grads` if an enabled `GradScaler` scaled the loss; whether they are finite (True, unread, without one)"
+    if scaler is None or not scaler.is_enabled() or scaler._scale is None: return True  # fp32, bf16: nothing to skip
+    found_inf = torch.zeros(1, device=scaler._scale.device)
+    torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, scaler._scale.double().reciprocal().float())
+    return not found_inf.item()  # the one wait of the step, as in `GradScaler.step`
+
+@patch
+def after_step(self:EarlyHeadTrainer):
+    "One step of the head's Adam at `lr` (or the learner's), on unscaled gradients; none if they overflowed"
+    if self.head is None: return
+    grads = [p.grad for p in self.head.parameters() if p.grad is not None]
+    if grads and _unscaled(getattr(self.learn, 'scaler', None), grads):
+        for g in self.head_opt.param_groups: g['lr'] = self.lr or self.opt.hypers[-1]['lr']
+        self.head_opt.step()
+    self.head_opt.zero_grad(set_to_none=True)
+
 # %% ../nbs/05_saliency.ipynb #45a2b3e8
 class SaliencyHook(Restoring):
     "Keep the saliency map of each training batch in `sal`, for the callbacks that cut or paste by it"
@@ -149,106 +222,76 @@ class SaliencyHook(Restoring):
     def __init__(self,
                  mode:str='lowres', # 'full', 'lowres' (map of a shrunk copy) or 'early' (map of an early head)
                  factor:float=2., # how much `'lowres'` and `'early'` shrink the images; 1: full size
-                 early_weight:float=0.3, # weight of the early head's loss beside the main loss
-                 early_layer=None, # where the early head goes: a module, its name, or None for the first residual block
-                 early_lr:float=None, # learning rate of the early head's Adam; None: the learner's current one
+                 early_weight:float=0.3, # `weight` of the hook's own `EarlyHeadTrainer`, used when the learner has none
+                 early_layer=None, # its `layer`: a module, its name, or None for the first residual block
+                 early_lr:float=None, # its `lr`; None: the learner's current one
                 ):
         check_saliency_args(mode, factor, early_weight)
-        if early_layer is not None and not isinstance(early_layer, (nn.Module, str)):
-            raise TypeError(f"early_layer must be a module, a module name or None, got {type(early_layer).__name__}")
-        if early_lr is not None and (not _is_real(early_lr) or not 0 < early_lr < math.inf):
-            raise ValueError(f"early_lr must be a finite number > 0, or None for the learner's lr; got {early_lr!r}")
-        self.mode, self.factor, self.early_weight, self.early_layer, self.early_lr = mode, factor, early_weight, early_layer, early_lr
-        self.sal, self.head, self.head_opt, self._hook, self._act, self.seconds, self._net = None, None, None, None, None, 0., None
-        self.skip = False
+        check_early_args(early_weight, early_layer, early_lr, prefix='early_')
+        store_attr()
+        self.sal, self.seconds, self.trainer, self._own, self._added, self._fits, self._net = None, 0., None, None, None, 0, None
 
-    def before_fit(self):
-        "Skip `lr_find`; for `'early'`, find the first block"
-        check_saliency_args(self.mode, self.factor, self.early_weight)
-        self._cleanup()
-        self.skip, self.sal, self.seconds = hasattr(self.learn, 'lr_finder'), None, 0.
-        if not self.skip and self.mode == 'early': self._layer = first_block(self._model(), self.early_layer)
-
-    def _keep_act(self, m, i, o):
-        "A one-shot forward hook: keep the block's output of the training forward pass, and remove itself"
-        self._act = o
-        self._cleanup(keep_act=True)
+    @property
+    def head(self):
+        "The early head of the maps, the trainer's (None before the first `'early'` fit)"
+        return getattr(self.trainer, 'head', None)
 
     def _model(self):
         "The model being trained (unwrapped), or the last one when the hook is no longer attached to a learner"
         if self.learn is not None: self._net = unwrap_model(self.learn.model)
         return self._net
 
-    def _early_logits(self, x:Tensor) -> Tensor:
-        return self.head(run_to(self._model(), self._layer, x))
-
-    def compute(self, x:Tensor, y:Tensor) -> Tensor:
-        "The `(B, H, W)` map of `x` for targets `y`, in this hook's mode"
-        check_saliency_args(self.mode, self.factor, self.early_weight, *x.shape[-2:])
-        model = self._model()
-        with _autocast(self.learn, x.device.type):
-            if self.mode == 'full': return saliency(model, x, y)
-            if self.mode == 'lowres': return lowres_saliency(model, x, y, self.factor)
-            if self.head is None:  # first batch: nothing trained yet, a map of the block's activations' gradient
-                self._make_head(run_to(model, self._layer, x.detach()), y)
-            return lowres_saliency(model, x, y, self.factor, head=self._early_logits)
-
-    def before_batch(self):
-        "Compute the map of the training batch; for `'early'`, hook the first block for the coming forward pass"
-        self._cleanup()
-        self.sal = None
-        if self.skip: return
-        t = time.perf_counter()
-        self.sal = self.compute(self.x, self.y)
-        self.seconds += time.perf_counter() - t
-        if self.mode == 'early': self._hook = self._layer.register_forward_hook(self._keep_act)
-
-    def _make_head(self, act:Tensor, y:Tensor):
-        p = next(self._model().parameters())
-        n_out = y.shape[1] if y.is_floating_point() else (getattr(self.dls, 'c', None) or int(y.max()) + 1)
-        self.head = EarlyHead(act.shape[1], n_out).to(p.device)
-        self.head_opt = torch.optim.Adam(self.head.parameters(), lr=1e-3)
-
-    def before_backward(self):
-        "For `'early'`: add the early head's loss to the loss to backpropagate"
-        if self.mode != 'early' or self._act is None or self.skip: return
-        act, self._act = self._act, None
-        if self.head is None: self._make_head(act, self.y)
-        with _autocast(self.learn, act.device.type):
-            out = self.head(act)
-        self.early_loss = early_head_loss(self.learn, out.float())
-        self.learn.loss_grad = self.loss_grad + self.early_weight*self.early_loss
-
-    def after_step(self):
-        "For `'early'`: one step of the early head's optimizer, on unscaled gradients"
-        if self.head is None or self.mode != 'early' or self.skip: return
-        scaler = getattr(self.learn, 'scaler', None)
-        scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.
-        grads = [p.grad for p in self.head.parameters() if p.grad is not None]
-        if grads and all(bool(torch.isfinite(g).all()) for g in grads):
-            if scale != 1.:
-                for g in grads: g.div_(scale)
-            for g in self.head_opt.param_groups: g['lr'] = self.early_lr or self.opt.hypers[-1]['lr']
-            self.head_opt.step()
-        self.head_opt.zero_grad(set_to_none=True)
-
-    def _cleanup(self, keep_act:bool=False):
-        "Remove the hook on the first block, if any"
-        if self._hook is not None: self._hook.remove()
-        self._hook = None
-        if not keep_act: self._act = None
-
-    def after_cancel_fit(self): self._cleanup()
     def after_fit(self):
-        "Remove the hook on the first block"
-        self._cleanup(); self.sal = None
-    def restore(self):
-        "Remove the hook on the first block: taken off the learner after a stop fastai has no event for"
-        self.after_fit()
+        "Drop the last map and take off the hook's own trainer, at the end of the fit (not of a `validate` inside it)"
+        self._fits -= 1
+        if self._fits <= 0: self.restore()
 
-# %% ../nbs/05_saliency.ipynb #6f657973
-def early_head_loss(learn, out:Tensor) -> Tensor:
-    "The learner's loss of the early head's logits `out`, mixed like the main loss if the batch's labels are mixed"
-    mixed = getattr(learn, 'mixed_labels', None)  # published by `CutMix` for a mixed batch
-    if mixed is not None: return mixed.loss(out)
-    return learn.loss_func(out, *learn.yb)
+    def restore(self):
+        "Drop the last map; take the trainer the hook added off the learner (which removes the trainer's hook)"
+        self.sal, self._fits = None, 0
+        t, self._added = self._added, None
+        if t is not None and t.learn is not None: t.learn.remove_cb(t)
+
+# %% ../nbs/05_saliency.ipynb #80d18746
+@patch
+def before_fit(self:SaliencyHook):
+    "Skip `lr_find` and `get_preds`; for `'early'`, take the learner's `EarlyHeadTrainer` or add the hook's own"
+    if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
+    self._fits += 1
+    if self._fits > 1: return  # a `validate` inside the fit
+    check_saliency_args(self.mode, self.factor, self.early_weight)
+    self.sal, self.seconds = None, 0.
+    if self.mode == 'early': self.trainer = self._find_trainer()
+
+@patch
+def _find_trainer(self:SaliencyHook) -> EarlyHeadTrainer:
+    "The learner's `EarlyHeadTrainer`, else the hook's own (made once, with the `early_*` arguments), added for this fit"
+    t = next((c for c in self.learn.cbs if isinstance(c, EarlyHeadTrainer)), None)
+    if t is not None: return t
+    if self._own is None: self._own = EarlyHeadTrainer()
+    t = self._added = self._own
+    t.weight, t.layer, t.lr, t._prefix = self.early_weight, self.early_layer, self.early_lr, 'early_'
+    self.learn.add_cb(t)
+    try: t.before_fit()
+    except BaseException: self.restore(); raise
+    return t
+
+# %% ../nbs/05_saliency.ipynb #04a7c663
+@patch
+def compute(self:SaliencyHook, x:Tensor, y:Tensor) -> Tensor:
+    "The `(B, H, W)` map of `x` for targets `y`, in this hook's mode"
+    check_saliency_args(self.mode, self.factor, self.early_weight, *x.shape[-2:])
+    model, t = self._model(), self.trainer
+    with _autocast(self.learn, x.device.type):
+        if self.mode == 'full': return saliency(model, x, y)
+        if self.mode == 'lowres': return lowres_saliency(model, x, y, self.factor)
+        if t is None: raise ValueError("mode='early' maps with the head of an EarlyHeadTrainer: fit with the hook first")
+        if t.head is None: t.make_head(run_to(model, t.block, x.detach()), y)  # the first batch: an untrained head
+        return lowres_saliency(model, x, y, self.factor, head=lambda v: t.head(run_to(model, t.block, v)))
+
+@patch
+def before_batch(self:SaliencyHook):
+    "Compute the map of the training batch, before any augmentation changes it"
+    self.sal, t0 = None, time.perf_counter()
+    self.sal = self.compute(self.x, self.y)
+    self.seconds += time.perf_counter() - t0

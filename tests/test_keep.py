@@ -309,9 +309,11 @@ def test_early_head_trains_and_leaves_no_hooks():
     x, y = dls.one_batch()
     s = hook.compute(x, y)
     assert s.shape == (16, 32, 32) and bool(torch.isfinite(s).all())
-    assert torch.equal(s, lowres_saliency(model, x, y, 2, head=hook._early_logits))  # by default, of the half-size copy
+    t = hook.trainer
+    logits = lambda v: t.head(run_to(model, t.block, v))  # the head of the hook's trainer, on the first block
+    assert torch.equal(s, lowres_saliency(model, x, y, 2, head=logits))  # by default, of the half-size copy
     hook.factor = 1  # the paper's variant: the early head's map at full size
-    assert torch.equal(hook.compute(x, y), saliency(model, x, y, head=hook._early_logits))
+    assert torch.equal(hook.compute(x, y), saliency(model, x, y, head=logits))
     assert not torch.equal(hook.compute(x, y), s)
 
 @pytest.mark.parametrize('exc', [CancelFitException, CancelEpochException, KeyboardInterrupt])
@@ -353,8 +355,9 @@ def test_unwrap_model_and_first_block():
     m = xresnet18(n_out=3)
     assert first_block(m) is m[4][0]
     assert run_to(m, m[4][0], torch.randn(2, 3, 32, 32)).shape == (2, 64, 8, 8)
-    with pytest.raises(ValueError, match='pass early_layer='): first_block(net)
-    with pytest.raises(ValueError, match="early_layer='nope' is not a module name"): first_block(net, 'nope')
+    with pytest.raises(ValueError, match='pass layer=<'): first_block(net)
+    with pytest.raises(ValueError, match="^layer='nope' is not a module name"): first_block(net, 'nope')
+    with pytest.raises(ValueError, match="early_layer='nope' is not a module name"): first_block(net, 'nope', 'early_layer')
 
 def test_annealer_schedules_keep_cutout_size():
     dls = rand_dls(n=96, bs=16)

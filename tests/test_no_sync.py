@@ -1,10 +1,13 @@
-"""No callback makes the host wait for the device in `before_batch` or `after_loss`, on the path a GPU takes.
+"""No callback makes the host wait for the device in `before_batch` or `after_loss`, on the path a GPU takes; nor does
+`EarlyHeadTrainer` in `before_backward` or `after_step`, in fp32.
 
 The test runs on the CPU. `HOST_PATHS = False` sends CPU tensors down the device paths (every choice between a host
 and a device path is `boxes.on_host`), and a `TorchDispatchMode` fails on every operator that reads a device value
 back to the host (`.item()`, `bool()`, `int()`, `nonzero`, boolean indexing, `repeat_interleave` without its
-output size, `multinomial`'s checks, ...) while the callbacks' `before_batch` and `after_loss` run. (`.tolist()`
-bypasses the dispatcher; the callbacks keep their records as tensors and call it only when `hist` is read.)"""
+output size, `multinomial`'s checks, ...) while the callbacks' `before_batch`, `after_loss`, `before_backward` and
+`after_step` run. (`.tolist()` bypasses the dispatcher; the callbacks keep their records as tensors and call it only when
+`hist` is read.) One read is allowed: Adam's step counter, which stays on the host even when the parameters are on a
+GPU (unless the optimizer is `capturable` or `fused`), so that reading it makes no wait."""
 import ast, warnings
 from pathlib import Path
 import pytest, torch
@@ -14,8 +17,8 @@ from fastai.vision.all import Learner, DataLoaders, TfmdDL, Normalize, CrossEntr
 from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import ResBlock
 import fastai_sprinkles.boxes as boxes
-from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, KeepCutout, KeepCutMix, KeepSprinkles,
-                                  SelectivePaste, Annealer, fixed_sprinkles, on_host)
+from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, EarlyHeadTrainer, KeepCutout, KeepCutMix,
+                                  KeepSprinkles, SelectivePaste, Annealer, fixed_sprinkles, on_host)
 from helpers import quiet
 
 aten = torch.ops.aten
@@ -29,10 +32,14 @@ def _bool_index(args) -> bool:
     return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (idx or ()))
 
 class NoSync(TorchDispatchMode):
-    "Fail on every operator that makes the host wait for a device value"
+    "Fail on every operator that makes the host wait for a device value; `host()` lists tensors that live on the host"
+    def __init__(self, host=lambda: ()):
+        super().__init__()
+        self.host = host
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         pk = func.overloadpacket
+        if pk is aten._local_scalar_dense and any(args[0] is t for t in self.host()): return func(*args, **kwargs)
         if pk in SYNCING: raise AssertionError(f"{func} reads a device value on the host")
         if pk is aten.repeat_interleave and 'output_size' not in kwargs and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point() and len(args) == 1:
             raise AssertionError(f"{func} without output_size reads the counts on the host")
@@ -97,17 +104,33 @@ CONFIGS = {
     'selective-paste':      lambda: [SaliencyHook('full'), SelectivePaste(lambda x: x.flip(-1), size=.4)],
     'oneof-keep':           lambda: [SaliencyHook('lowres'), OneOf([KeepCutMix(), KeepCutout(size=.3)], ps=[.5, .5])],
     'early':                lambda: [SaliencyHook('early'), KeepCutMix()],
+    'early-trainer':        lambda: [EarlyHeadTrainer(weight=.5), SaliencyHook('early'), KeepCutMix()],
+    'early-trainer-cutmix': lambda: [CutMix(), SaliencyHook('early', factor=1), EarlyHeadTrainer(lr=1e-3)],
+    'trainer-alone':        lambda: [EarlyHeadTrainer()],
 }
+EVENTS = ('before_batch', 'after_loss', 'before_backward', 'after_step')
+
+def adam_steps(cb):
+    "The step counters of the Adam of `cb`'s early head, if it has one"
+    opt = getattr(cb, 'head_opt', None)
+    return [s['step'] for s in opt.state.values()] if opt is not None else []
 
 def guard(cb, calls):
-    "Run `cb`'s `before_batch` and `after_loss` under `NoSync`, counting the calls"
-    for ev in ('before_batch', 'after_loss'):
+    "Run `cb`'s `EVENTS` under `NoSync`, counting the calls; a `SaliencyHook` guards the trainer it adds at `before_fit`"
+    if vars(cb).get('_guarded'): return
+    object.__setattr__(cb, '_guarded', True)
+    for ev in EVENTS:
         f = getattr(cb, ev, None)
         if f is None or getattr(type(cb), ev, None) is None: continue
         def run(f=f, ev=ev):
             if cb.learn.training: calls[ev] = calls.get(ev, 0) + 1
-            with NoSync(): return f()
+            with NoSync(lambda: adam_steps(cb)): return f()
         object.__setattr__(cb, ev, run)
+    if isinstance(cb, SaliencyHook):
+        def before_fit(f=cb.before_fit):
+            f()
+            if cb.trainer is not None: guard(cb.trainer, calls)
+        object.__setattr__(cb, 'before_fit', before_fit)
 
 @pytest.mark.parametrize('name', list(CONFIGS))
 def test_no_sync_in_the_hot_path(name, monkeypatch):
@@ -117,3 +140,5 @@ def test_no_sync_in_the_hot_path(name, monkeypatch):
     learn = learner(cbs)
     quiet(learn, 'fit', 2, 1e-2)
     assert calls.get('before_batch', 0) >= 2*N//24, calls  # it ran (and was guarded) at every training batch
+    if 'early' in name or 'trainer' in name:  # the early head was trained, guarded, at every training batch
+        assert calls.get('before_backward', 0) == calls.get('after_step', 0) == 2*N//BS, calls

@@ -327,9 +327,7 @@ def transplant(src, dst):
     dst.create_opt()
     dst.opt.load_state_dict(copy.deepcopy(src.opt.state_dict()))
     hs, hd = src.saliency_hook, dst.saliency_hook
-    hd.head = copy.deepcopy(hs.head)
-    hd.head_opt = torch.optim.Adam(hd.head.parameters(), lr=1e-3)
-    hd.head_opt.load_state_dict(copy.deepcopy(hs.head_opt.state_dict()))
+    hd._own = copy.deepcopy(hs._own)  # the hook's own `EarlyHeadTrainer`, off the learner after the fault: its head and Adam
     dst.dls.train.rng = copy.deepcopy(src.dls.train.rng)
 
 @pytest.mark.parametrize('event', ['before_batch', 'after_batch'])
