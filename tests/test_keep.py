@@ -11,7 +11,7 @@ from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import xresnet18
 from torch.utils.data import TensorDataset
 
-from helpers import quiet, cb
+from helpers import quiet, cb, rand_dls
 from fastai_sprinkles.boxes import integral_image, region_scores, choose_regions, box_mask
 from fastai_sprinkles.saliency import (saliency, lowres_saliency, SaliencyHook,
                                        first_block, run_to, unwrap_model, check_saliency_args)
@@ -40,13 +40,6 @@ def bn_net(seed=0, n_out=3):
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
                          nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, n_out))
-
-def rand_dls(n=96, bs=16, seed=0, size=16, n_out=3):
-    g = torch.Generator().manual_seed(seed)
-    xs, ys = torch.randn(n, 3, size, size, generator=g), torch.randint(0, n_out, (n,), generator=g)
-    k = n*2//3
-    return DataLoaders(TfmdDL(TensorDataset(xs[:k], ys[:k]), bs=bs, shuffle=True),
-                       TfmdDL(TensorDataset(xs[k:], ys[k:]), bs=bs))
 
 def square_dls(n=480, bs=32, seed=0):
     "16x16 images of noise with a bright 4x4 square in one of 4 quadrants: the label is the quadrant"

@@ -7,25 +7,17 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
-from fastai.basics import (Learner, DataLoaders, TfmdDL, Callback, CancelFitException, CancelEpochException,
+from fastai.basics import (Learner, Callback, CancelFitException, CancelEpochException,
                            CancelBatchException, CrossEntropyLossFlat, set_seed)
 from fastai.layers import ResBlock
 from fastai.callback.schedule import SchedLin
 
-from helpers import quiet, cb
+from helpers import quiet, cb, rand_dls
 from fastai_sprinkles.saliency import SaliencyHook, EarlyHeadTrainer, lowres_saliency, run_to
 from fastai_sprinkles.cutmix import CutMix
 from fastai_sprinkles.anneal import Annealer
 
 torch.set_num_threads(1)
-
-def dls(n=96, bs=16, size=16, n_out=3, seed=0):
-    "Random images: 64 to train on (4 batches of 16), 32 to validate"
-    g = torch.Generator().manual_seed(seed)
-    xs, ys = torch.randn(n, 3, size, size, generator=g), torch.randint(0, n_out, (n,), generator=g)
-    k = n*2//3
-    return DataLoaders(TfmdDL(TensorDataset(xs[:k], ys[:k]), bs=bs, shuffle=True), TfmdDL(TensorDataset(xs[k:], ys[k:]), bs=bs))
 
 def net(seed=0, n_out=3):
     "A small CNN with BatchNorm, dropout and one residual block (`model[3]`, where the early head goes)"
@@ -35,7 +27,7 @@ def net(seed=0, n_out=3):
 
 def learner(cbs=(), **kw):
     set_seed(0)
-    return Learner(dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=list(cbs), **kw)
+    return Learner(rand_dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=list(cbs), **kw)
 
 def trainers(learn): return [c for c in learn.cbs if isinstance(c, EarlyHeadTrainer)]
 def cbs_of(learn): return sorted(type(c).__name__ for c in learn.cbs)  # `no_bar` puts a new progress bar at the end
@@ -114,13 +106,13 @@ def test_early_hook_takes_its_trainer_off_however_the_fit_stops(exc, where):
 
 def test_a_failing_trainer_comes_off_at_once():
     "No residual block and no `early_layer`: the error names `early_layer`, and the trainer is not left on the learner"
-    learn = Learner(dls(), nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
+    learn = Learner(rand_dls(), nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
                     loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early')])
     cbs0 = cbs_of(learn)
     with pytest.raises(ValueError, match='pass early_layer=<module or name>'): quiet(learn, 'fit', 1)
     assert cbs_of(learn) == cbs0 and trainers(learn) == []
     with pytest.raises(ValueError, match=r"\tlayer='nope' is not a module name"):  # fastai puts the callback and event first
-        quiet(Learner(dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=[EarlyHeadTrainer(layer='nope')]), 'fit', 1)
+        quiet(Learner(rand_dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=[EarlyHeadTrainer(layer='nope')]), 'fit', 1)
 
 def test_validate_inside_a_fit_keeps_the_trainer():
     "A `validate` run inside the fit (here after the training batches of each epoch) does not take the hook's trainer off"
