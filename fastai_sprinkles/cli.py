@@ -16,8 +16,8 @@ from .data import imagenette_dls, cifar10_dls, folder_dls, DataFolderError, Data
 from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, load_runs, merge_runs, parse_shard
 
 # %% auto #0
-__all__ = ['DLS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette', 'check_data', 'report',
-           'sprinkles_compare']
+__all__ = ['DLS', 'BUDGET_CONFIGS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette',
+           'parse_epochs', 'check_data', 'report', 'sprinkles_compare']
 
 # %% ../nbs/07c_cli.ipynb #ffeaea8a
 DLS = dict(imagenette=imagenette_dls, cifar10=cifar10_dls)
@@ -60,6 +60,8 @@ class Profile:
         if self.stats != 'imagenet': extra['stats'] = self.stats
         return dict(data=self.data, size=self.size, sample=self.sample, **extra)
 
+BUDGET_CONFIGS = ('none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout')
+
 PROFILES = {p.name: p for p in (
     Profile('quick', size=32, sample=.02, epochs=(1,), runs=2, configs=('none', 'cutout', 'progressive'), bs=32, workers=0),
     Profile('cpu', size=64, sample=.3, epochs=(5,), runs=3, configs=('none', 'cutout', 'progressive', 'cutmix', 'sprinkles+cutmix',
@@ -70,6 +72,9 @@ PROFILES = {p.name: p for p in (
     Profile('evidence', size=64, per_class=50, valid_n=500, epochs=(25,), runs=5, arch='xresnet18-half', bs=32, workers=0,
             threads=1, configs=('none', 'cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix', 'cutmix',
                                 'sprinkles-fixed', 'progressive')),
+    Profile('budget', size=32, per_class=50, valid_n=500, epochs=(20, 40, 80), runs=5, arch='xresnet18-half', bs=32, workers=0,
+            threads=1, configs=BUDGET_CONFIGS),
+    Profile('long', size=128, epochs=(80,), runs=5, arch='xresnet50', bs=64, configs=BUDGET_CONFIGS),
 )}
 
 # %% ../nbs/07c_cli.ipynb #39122ec1
@@ -108,6 +113,14 @@ def train_imagenette(size:int=128, # side of the training crops, px
     return dict(res, epochs=epochs, size=size, bs=bs, arch=arch, seed=seed, sample=sample)
 
 # %% ../nbs/07c_cli.ipynb #96df1fb2
+def parse_epochs(s) -> tuple:
+    "`'25,50,100'` (or one number) as the budgets `(25, 50, 100)`, checked: whole numbers >= 1, each once, shortest first"
+    try: es = tuple(int(o) for o in str(s).split(','))
+    except ValueError: raise ValueError(f"epochs must be whole numbers separated by commas, e.g. '25,50,100', got {s!r}") from None
+    if any(e < 1 for e in es): raise ValueError(f"every budget needs at least 1 epoch, got {s!r}")
+    if len(set(es)) != len(es): raise ValueError(f"a budget is given twice in {s!r}")
+    return tuple(sorted(es))
+
 def check_data(p:Profile):
     "Build `p`'s DataLoaders once, so that a bad folder or a batch larger than the training set stops the command before any training"
     try: dls = p.dls_factory()(bs=p.bs)
@@ -129,8 +142,8 @@ _SINGLE = Profile('single', size=128, epochs=(5,), runs=1, configs=('none',))
 def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a folder of class folders (with train/ and valid/ or val/, or split by valid_pct)
             aug:str=None, # comma-separated configuration names from `CONFIGS`; the baseline `none` is always run
             runs:int=None, # seeds per configuration (default: the profile's, or 1)
-            profile:str=None, # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'full'): settings to start from
-            epochs:int=None, # number of epochs (default: the profile's, or 5)
+            profile:str=None, # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'budget', 'full', 'long'): settings to start from
+            epochs:str=None, # number of epochs, or several budgets as '25,50,100', each run from scratch (default: the profile's, or 5)
             size:int=None, # side of the training crops, px (default: the profile's, or 128)
             out:str=None, # results folder: runs.jsonl (resumed), table.csv, equal_time.csv, accuracy.png, curves.png
             bs:int=None, # batch size (default: the profile's, or 64)
@@ -158,7 +171,9 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
     if (shard or merge) and not out: raise SystemExit("--shard and --merge need --out, the folder that holds the results files")
     try: k_n = parse_shard(shard) if shard else None
     except ValueError as e: raise SystemExit(f"--shard: {e}")
-    given = dict(size=size, sample=sample, epochs=None if epochs is None else (epochs,), runs=runs, arch=arch, bs=bs, lr=lr,
+    try: budgets = None if epochs is None else parse_epochs(epochs)
+    except ValueError as e: raise SystemExit(f"--epochs: {e}")
+    given = dict(size=size, sample=sample, epochs=budgets, runs=runs, arch=arch, bs=bs, lr=lr,
                  workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats, threads=threads)
     if data not in DLS: p = dataclasses.replace(p, sample=1., per_class=None, valid_n=None)  # a profile's subsets are Imagenette's
     p = dataclasses.replace(p, data=data if data in DLS else str(Path(data).resolve()), configs=tuple(names),

@@ -221,10 +221,14 @@ def parse_shard(s:str) -> tuple:
 def shard_grid(grid:list, # `(config, seed, epochs)` keys in sweep order
                k:int, n:int, # this part, from 1, of n
               ) -> list:
-    "The k-th of n disjoint parts of `grid`: whole blocks of one seed and budget, so that paired runs share a machine"
+    "The k-th of n disjoint parts of `grid`: whole blocks of one seed and budget, so that paired runs share a machine, balanced by epochs"
     blocks = list(dict.fromkeys((s, e) for _, s, e in grid))
     if n > len(blocks): raise ValueError(f"{n} shards for {len(blocks)} seed × budget block(s): use at most {len(blocks)}")
-    mine = set(blocks[k-1::n])
+    load, mine = [0]*n, set()
+    for b in sorted(blocks, key=lambda b: -b[1]):  # longest first, each to the least loaded part: round robin for equal budgets
+        j = load.index(min(load))
+        load[j] += b[1]
+        if j == k - 1: mine.add(b)
     return [g for g in grid if (g[1], g[2]) in mine]
 
 def run_sweep(path, # results file (JSON lines): created, or resumed
@@ -243,7 +247,9 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
              ) -> list:
     "Train each configuration × seed × budget not yet in `path`, saving after every run; return all runs of the file"
     path = Path(path)
-    if isinstance(epochs, int): epochs = (epochs,)
+    epochs = (epochs,) if isinstance(epochs, int) else tuple(epochs)
+    if not epochs or any(not isinstance(e, int) or e < 1 for e in epochs):
+        raise ValueError(f"epochs must be a whole number of epochs >= 1, or several, got {epochs!r}")
     setup = _jsonable({**(setup or {}), 'bs': bs, 'lr': lr,
                        'arch': arch if isinstance(arch, str) else getattr(arch, '__name__', repr(arch))})
     runs = load_runs(path)
@@ -251,7 +257,7 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
         if r['setup'] != setup: raise ValueError(
             f"results file {path} holds runs of another setup: {r['setup']}, not {setup}; use another file")
     done = {run_key(r) for r in runs}
-    grid = [(name, s, e) for e in epochs for s in seeds for name in configs]
+    grid = [(name, s, e) for s in seeds for e in epochs for name in configs]  # seed by seed: an unfinished sweep leaves whole seeds
     if shard is not None: grid = shard_grid(grid, *shard)
     todo = [k for k in grid if k not in done]
     if log and done: log(f"{path.name}: {len(done)} runs done, {len(todo)} to go")
