@@ -145,7 +145,7 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
             profile:str=None, # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'budget', 'full', 'long'): settings to start from
             epochs:str=None, # number of epochs, or several budgets as '25,50,100', each run from scratch (default: the profile's, or 5)
             size:int=None, # side of the training crops, px (default: the profile's, or 128)
-            out:str=None, # results folder: runs.jsonl (resumed), table.csv, equal_time.csv, accuracy.png, curves.png
+            out:str=None, # results folder: runs.jsonl (resumed), table.csv, verdicts.csv, summary.txt, figures; with several budgets budget.csv, trend.csv, budget.png
             bs:int=None, # batch size (default: the profile's, or 64)
             lr:float=None, # peak learning rate (default: the profile's, or 8e-3)
             arch:str=None, # a key of `ARCHS` (default: the profile's, or xresnet18)
@@ -190,9 +190,15 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
         for r in res: print(f"{r['config']}: {report(r)}")
         if len(res) > 1:
             from fastai_sprinkles.analysis import summarize, format_table, conclusions, save_report  # scipy, pandas, pyplot: only to report
+            from fastai_sprinkles.findings import summary, budget_conclusions, budget_summary, save_findings
             df = summarize(res)
             print(format_table(df).to_string(index=False)); print('\n'.join(conclusions(df)))
-            if out: print('\n'.join(f"saved {Path(v).name}" for v in save_report(res, folder).values()))
+            several = df.epochs.nunique() > 1 and (df.config != 'none').any()
+            if several: print('\n'.join(budget_conclusions(res)))
+            print(budget_summary(res) if several else summary(df))
+            if out:
+                saved = {**save_report(res, folder), **save_findings(res, folder)}
+                print('\n'.join(f"saved {Path(v).name}" for v in saved.values()))
     return res
 
 sprinkles_imagenette = sprinkles_compare  # the Imagenette preset: `--data` defaults to imagenette
