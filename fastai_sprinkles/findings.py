@@ -15,7 +15,7 @@ from .analysis import summarize, paired_t, signed_rank_p, holm, detectable, mean
 
 # %% auto #0
 __all__ = ['pts', 'verdict', 'verdict_table', 'summary', 'budget_curve', 'budget_trend', 'plot_budget', 'budget_conclusions',
-           'budget_summary', 'save_findings']
+           'budget_summary', 'budget_table', 'save_findings']
 
 # %% ../nbs/07d_findings.ipynb #f0a1b2c9
 def pts(d:float, signed:bool=True) -> str:
@@ -43,6 +43,15 @@ def verdict_table(df:pd.DataFrame, # a table from `summarize`
 # %% ../nbs/07d_findings.ipynb #f0a1b2d4
 def _names(xs) -> str: return xs[0] if len(xs) == 1 else ', '.join(xs[:-1]) + ' and ' + xs[-1]
 
+def _detectable(det) -> str:
+    "What the runs could have seen: the range of the configurations' detectable differences, in words"
+    det = [d for d in det if not math.isnan(d)]
+    if not det: return ''
+    lo, hi = pts(min(det), False), pts(max(det), False)
+    what = f"a gain of {lo} points" if lo == hi else f"a gain of {lo} to {hi} points, depending on the configuration,"
+    return f"; {what} would have been detected 80% of the time"
+
+
 def summary(df:pd.DataFrame, # a table from `summarize`
             baseline:str='none', # the configuration the others were tested against
             alpha:float=0.05, # significance level of the Holm-adjusted p-values
@@ -58,8 +67,7 @@ def summary(df:pd.DataFrame, # a table from `summarize`
         s = f"{head}, {_names(better)} beat the {baseline} baseline" if better else \
             f"{head}, no configuration beat the {baseline} baseline"
         if worse: s += f"; {_names(worse)} did worse"
-        if not better and not np.isnan(sub.detectable).all():
-            s += f"; the runs would have detected a gain of about {pts(np.nanmin(sub.detectable), False)} points or more"
+        if not better: s += _detectable(sub.detectable)
         out.append(s + f" (paired tests, Holm-adjusted, at the {alpha:g} level).")
     return ' '.join(out)
 
@@ -173,13 +181,28 @@ def budget_summary(runs:list, # runs of a sweep with several budgets
     rest = [c for c, e in froms.items() if e is None]
     how = f"{n} paired seeds at each of {', '.join(map(str, budgets))} epochs, Holm-adjusted at the {alpha:g} level"
     if not pays:
-        det = bc[bc.epochs == longest].detectable
-        gain = '' if det.isna().all() else \
-            f"; at {longest} epochs the runs would have detected a gain of about {pts(float(det.min()), False)} points or more"
+        gain = _detectable(bc[bc.epochs == longest].detectable).replace('; a gain', f'; at {longest} epochs a gain')
         return f"No augmentation beat the {baseline} baseline at any budget up to {longest} epochs ({how}){gain}."
     s = f"Against the {baseline} baseline ({how}): {_names(pays)}"
     if rest: s += f"; {_names(rest)} did not beat it at {longest} epochs"
     return s + "."
+
+# %% ../nbs/07d_findings.ipynb #f0a1b2g1
+def budget_table(runs:list, # runs of a sweep with several budgets
+                 baseline:str='none', # the configuration the others are tested against
+                 alpha:float=0.05, # significance level of the Holm-adjusted p-values
+                ) -> pd.DataFrame:
+    "One row per configuration: the difference in points at each budget (95% CI, verdict) and the trend's Holm p"
+    bc, tr = budget_curve(runs, baseline), budget_trend(runs, baseline).set_index('config')
+    rows = []
+    for c in dict.fromkeys(bc.config):
+        r, v = bc[bc.config == c], {}
+        for d, lo, hi, p, e in zip(r['diff'], r.diff_lo, r.diff_hi, r.p_holm, r.epochs):
+            x = verdict(d, p, alpha)
+            v[f"{e} epochs"] = f"{pts(d)} ({pts(lo)} to {pts(hi)})" + (f" {x}" if x in ('better', 'worse') else '')
+        t = tr.loc[c]
+        rows.append({'config': c, **v, f"trend {int(t.shortest)}→{int(t.longest)}": f"{pts(t.trend)}, p (Holm) {t.p_holm:.2g}"})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/07d_findings.ipynb #f0a1b2f6
 def save_findings(runs:list, # runs, as `run_sweep` returns or `load_runs` reads them

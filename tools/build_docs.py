@@ -306,6 +306,8 @@ def readme_text(nb, fm, doc_url):
         elif c.cell_type == 'code':
             if c.source.strip() and 'remove_input' not in c.metadata.get('tags', []): parts += ['```python', c.source, '```', '']
             for o in c.outputs:
+                if md := o.get('data', {}).get('text/markdown'):  # prose a cell wrote from the results: prose in the README too
+                    parts += [md.rstrip('\n'), '']; continue
                 txt = o.get('text') if o.output_type == 'stream' else o.get('data', {}).get('text/plain')
                 if txt: parts += ['```', txt.rstrip('\n'), '```', '']
     return '\n'.join(parts).rstrip('\n') + '\n'
