@@ -1,4 +1,4 @@
-"""The verdicts of a sweep as a short table and one sentence, and the budget curve: from which number of epochs on an augmentation pays.
+"""A sweep's verdicts as a short table and one sentence, and the budget curve: from which budget on it pays.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/findings.html.md"""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .compare import write_atomic
-from .analysis import summarize, paired_t, signed_rank_p, holm, detectable, mean_ci
+from .analysis import summarize, paired_t, signed_rank_p, holm, detectable
 
 # %% auto #0
 __all__ = ['pts', 'verdict', 'verdict_table', 'summary', 'budget_curve', 'budget_trend', 'plot_budget', 'budget_conclusions',
@@ -33,10 +33,11 @@ def verdict_table(df:pd.DataFrame, # a table from `summarize`
                   baseline:str='none', # the configuration the others were tested against
                   alpha:float=0.05, # significance level of the Holm-adjusted p-values
                  ) -> pd.DataFrame:
-    "Per budget and configuration: the difference in points with its 95% interval, the Holm-adjusted p-value, the verdict"
+    "Per budget and configuration: the difference in points (95% interval), the Holm-adjusted p-value, the verdict"
     r = df[df.config != baseline]
     return pd.DataFrame({'config': r.config.values, 'epochs': r.epochs.values, 'seeds': r.pairs.values,
-        'Δ points (95% CI)': [f"{pts(d)} ({pts(lo)} to {pts(hi)})" for d, lo, hi in zip(r['diff'], r.diff_lo, r.diff_hi)],
+        'Δ points (95% CI)': [f"{pts(d)} ({pts(lo)} to {pts(hi)})"
+                              for d, lo, hi in zip(r['diff'], r.diff_lo, r.diff_hi)],
         'p (Holm)': ['–' if math.isnan(p) else f"{p:.2g}" for p in r.p_holm],
         'verdict': [verdict(d, p, alpha) for d, p in zip(r['diff'], r.p_holm)]})
 
@@ -62,8 +63,8 @@ def summary(df:pd.DataFrame, # a table from `summarize`
         v = [verdict(d, p, alpha) for d, p in zip(sub['diff'], sub.p_holm)]
         better = [f"{c} ({pts(d)} points)" for c, d, x in zip(sub.config, sub['diff'], v) if x == 'better']
         worse = [f"{c} ({pts(d)} points)" for c, d, x in zip(sub.config, sub['diff'], v) if x == 'worse']
-        head = f"At {e} epochs, over {int(sub.pairs.min())}–{int(sub.pairs.max())} paired seeds" if sub.pairs.nunique() > 1 \
-               else f"At {e} epochs, over {int(sub.pairs.iloc[0])} paired seeds"
+        lo, hi = int(sub.pairs.min()), int(sub.pairs.max())
+        head = f"At {e} epochs, over {lo if lo == hi else f'{lo}–{hi}'} paired seeds"
         s = f"{head}, {_names(better)} beat the {baseline} baseline" if better else \
             f"{head}, no configuration beat the {baseline} baseline"
         if worse: s += f"; {_names(worse)} did worse"
@@ -82,7 +83,8 @@ def budget_curve(runs:list, # runs of a sweep with several budgets
     r = df[df.config != baseline].reset_index(drop=True)
     return pd.DataFrame(dict(config=r.config, epochs=r.epochs, pairs=r.pairs, diff=r['diff'], diff_lo=r.diff_lo,
                              diff_hi=r.diff_hi, p=r.p, p_holm=r.p_holm, p_rank=r.p_rank, detectable=r.detectable,
-                             base_acc=base.acc_mean[r.epochs].values, base_train_loss=base.train_loss_mean[r.epochs].values,
+                             base_acc=base.acc_mean[r.epochs].values,
+                             base_train_loss=base.train_loss_mean[r.epochs].values,
                              base_valid_loss=base.valid_loss_mean[r.epochs].values))
 
 # %% ../nbs/07d_findings.ipynb #f0a1b2e2
@@ -91,14 +93,15 @@ def budget_trend(runs:list, # runs of a sweep with several budgets
                  conf:float=0.95, # confidence level of the intervals
                  alpha:float=0.05, # significance level, for the detectable trend
                 ) -> pd.DataFrame:
-    "Per configuration, the per-seed change of its difference from `baseline` between the shortest and the longest budget, tested"
+    "Per configuration, the per-seed change of its difference from `baseline` from the shortest to the longest budget"
     acc = {(r['config'], int(r['seed']), int(r['epochs'])): r['accuracy'] for r in runs}
     budgets = sorted({e for _, _, e in acc})
     if len(budgets) < 2: raise ValueError(f"a trend needs runs at two budgets at least, got {budgets}")
     lo, hi = budgets[0], budgets[-1]
     rows = []
     for c in dict.fromkeys(r['config'] for r in runs if r['config'] != baseline):
-        seeds = sorted(s for s in {s for _, s, _ in acc} if all((x, s, e) in acc for x in (c, baseline) for e in (lo, hi)))
+        seeds = sorted(s for s in {s for _, s, _ in acc}
+                       if all((x, s, e) in acc for x in (c, baseline) for e in (lo, hi)))
         t = [round((acc[c, s, hi] - acc[baseline, s, hi]) - (acc[c, s, lo] - acc[baseline, s, lo]), 6) for s in seeds]
         m, (tlo, thi), p = paired_t(t, conf)
         rows.append(dict(config=c, shortest=lo, longest=hi, pairs=len(t), trend=m, trend_lo=tlo, trend_hi=thi, p=p,
@@ -129,7 +132,8 @@ def plot_budget(runs:list, # runs of a sweep with several budgets
         ax.plot(x[~sig], y[~sig], 'o', mfc='white', color=f"C{i}", ms=7)
     for a in (ax, ax2):
         a.set_xscale('log', base=2); a.set_xticks(budgets); a.set_xticklabels([str(e) for e in budgets])
-        a.minorticks_off(); a.set_xlabel('epochs (each budget a run of its own)', fontsize=11); a.tick_params(labelsize=10)
+        a.minorticks_off(); a.tick_params(labelsize=10)
+        a.set_xlabel('epochs (each budget a run of its own)', fontsize=11)
     ax.set_ylabel(f'accuracy − {baseline} (points)', fontsize=11)
     ax.set_title(f'Paired difference from {baseline}, 95% CI (filled: Holm p < {alpha:g})', fontsize=11)
     ax.legend(fontsize=10, loc='best', frameon=False)
@@ -155,13 +159,16 @@ def budget_conclusions(runs:list, # runs of a sweep with several budgets
     bc, tr, out = budget_curve(runs, baseline), budget_trend(runs, baseline).set_index('config'), []
     for c in dict.fromkeys(bc.config):
         r, t = bc[bc.config == c].sort_values('epochs'), tr.loc[c]
-        at = ', '.join(f"{pts(d)} ({pts(lo)} to {pts(hi)}) at {e}" for d, lo, hi, e in zip(r['diff'], r.diff_lo, r.diff_hi, r.epochs))
+        at = ', '.join(f"{pts(d)} ({pts(lo)} to {pts(hi)}) at {e}"
+                       for d, lo, hi, e in zip(r['diff'], r.diff_lo, r.diff_hi, r.epochs))
         v = [verdict(d, p, alpha) for d, p in zip(r['diff'], r.p_holm)]
-        marks = [f"{x} at {e} epochs (Holm p = {p:.2g})" for x, e, p in zip(v, r.epochs, r.p_holm) if x in ('better', 'worse')]
+        marks = [f"{x} at {e} epochs (Holm p = {p:.2g})"
+                 for x, e, p in zip(v, r.epochs, r.p_holm) if x in ('better', 'worse')]
         s = f"{c}: {at} epochs, points against {baseline} over {int(r.pairs.min())} seeds; " + \
             ('; '.join(marks) if marks else f"no budget differs from {baseline} at the {alpha:g} level")
-        s += (f"; the trend from {int(t.shortest)} to {int(t.longest)} epochs {pts(t.trend)} points ({pts(t.trend_lo)} to "
-              f"{pts(t.trend_hi)}), paired t p = {t.p:.2g}, Holm p = {t.p_holm:.2g}, signed-rank p = {t.p_rank:.2g}: ")
+        s += (f"; the trend from {int(t.shortest)} to {int(t.longest)} epochs {pts(t.trend)} points "
+              f"({pts(t.trend_lo)} to {pts(t.trend_hi)}), paired t p = {t.p:.2g}, Holm p = {t.p_holm:.2g}, "
+              f"signed-rank p = {t.p_rank:.2g}: ")
         s += ((f"it pays {'more' if t.trend > 0 else 'less'} with longer training" if t.p_holm < alpha
                else "no evidence that longer training changes its effect") + f" at the {alpha:g} level.")
         out.append(s)
@@ -177,7 +184,8 @@ def budget_summary(runs:list, # runs of a sweep with several budgets
     n = int(bc.pairs.min())
     froms = {c: _from(bc[bc.config == c].sort_values('epochs'), alpha) for c in dict.fromkeys(bc.config)}
     at_end = bc[bc.epochs == longest].set_index('config')['diff']
-    pays = [f"{c} beat it from {e} epochs on ({pts(at_end[c])} points at {longest})" for c, e in froms.items() if e is not None]
+    pays = [f"{c} beat it from {e} epochs on ({pts(at_end[c])} points at {longest})"
+            for c, e in froms.items() if e is not None]
     rest = [c for c, e in froms.items() if e is None]
     how = f"{n} paired seeds at each of {', '.join(map(str, budgets))} epochs, Holm-adjusted at the {alpha:g} level"
     if not pays:
@@ -201,7 +209,8 @@ def budget_table(runs:list, # runs of a sweep with several budgets
             x = verdict(d, p, alpha)
             v[f"{e} epochs"] = f"{pts(d)} ({pts(lo)} to {pts(hi)})" + (f" {x}" if x in ('better', 'worse') else '')
         t = tr.loc[c]
-        rows.append({'config': c, **v, f"trend {int(t.shortest)}→{int(t.longest)}": f"{pts(t.trend)}, p (Holm) {t.p_holm:.2g}"})
+        trend = f"{pts(t.trend)}, p (Holm) {t.p_holm:.2g}"
+        rows.append({'config': c, **v, f"trend {int(t.shortest)}→{int(t.longest)}": trend})
     return pd.DataFrame(rows)
 
 # %% ../nbs/07d_findings.ipynb #f0a1b2f6
@@ -210,14 +219,15 @@ def save_findings(runs:list, # runs, as `run_sweep` returns or `load_runs` reads
                   baseline:str='none', # the configuration the others are tested against
                   alpha:float=0.05, # significance level of the Holm-adjusted p-values
                  ) -> dict:
-    "Save `verdicts.csv` and `summary.txt`; with several budgets also `budget.csv`, `trend.csv`, `budget.txt` and `budget.png`"
+    "Save `verdicts.csv` and `summary.txt`; for several budgets also `budget.csv`, `trend.csv`, `budget.txt/png`"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     df, paths = summarize(runs, baseline), {}
     paths['verdicts'], paths['summary'] = out/'verdicts.csv', out/'summary.txt'
     write_atomic(paths['verdicts'], verdict_table(df, baseline, alpha).to_csv(index=False))
     text = summary(df, baseline, alpha)
     if df.epochs.nunique() > 1:
-        paths.update(budget=out/'budget.csv', trend=out/'trend.csv', budget_text=out/'budget.txt', budget_fig=out/'budget.png')
+        paths.update(budget=out/'budget.csv', trend=out/'trend.csv', budget_text=out/'budget.txt',
+                     budget_fig=out/'budget.png')
         write_atomic(paths['budget'], budget_curve(runs, baseline).to_csv(index=False))
         write_atomic(paths['trend'], budget_trend(runs, baseline).to_csv(index=False))
         write_atomic(paths['budget_text'], '\n'.join(budget_conclusions(runs, baseline, alpha)) + '\n')

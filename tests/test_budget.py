@@ -6,15 +6,16 @@ from fastai.vision.all import Callback
 from fastai_sprinkles.compare import run_sweep, train_run, merge_runs, run_key, save_runs, load_runs, shard_grid
 from fastai_sprinkles.cli import PROFILES, BUDGET_CONFIGS, run_profile, parse_epochs
 from fastai_sprinkles.analysis import summarize, holm
-from fastai_sprinkles.findings import (budget_curve, budget_trend, plot_budget, budget_conclusions, budget_summary, budget_table,
-                                       save_findings, summary, pts)
+from fastai_sprinkles.findings import (budget_curve, budget_trend, plot_budget, budget_conclusions, budget_summary,
+                                       budget_table, save_findings, summary, pts)
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from test_compare import tiny_dls, tiny_model
 
 class Probe(Callback):
     "Record a fingerprint of the initial weights and of the first training batch, before any augmentation"
     order = -100
-    def before_fit(self): self.w0, self.x0 = float(sum(p.detach().double().sum() for p in self.learn.model.parameters())), None
+    def before_fit(self):
+        self.w0, self.x0 = float(sum(p.detach().double().sum() for p in self.learn.model.parameters())), None
     def before_batch(self):
         if self.training and self.x0 is None: self.x0 = float(self.learn.xb[0].double().sum())
 
@@ -72,7 +73,8 @@ def made_up(effects, seeds=range(6), base=(.6, .64, .66), noise=.006, seed=0, bu
 
 @pytest.mark.parametrize('seed', range(5))
 def test_trend_agrees_with_scipy(seed):
-    runs = made_up({'a': (-.01, 0, .02), 'b': (0, 0, 0), 'c': (.01, .0, -.01)}, seed=seed, digits=None)  # no ties: scipy's exact test
+    # unrounded accuracies: no ties, where scipy's exact signed-rank test applies
+    runs = made_up({'a': (-.01, 0, .02), 'b': (0, 0, 0), 'c': (.01, .0, -.01)}, seed=seed, digits=None)
     acc = {(r['config'], r['seed'], r['epochs']): r['accuracy'] for r in runs}
     tr = budget_trend(runs).set_index('config')
     for c in 'abc':
@@ -95,7 +97,6 @@ def test_budget_figure_is_drawn_from_a_results_file(tmp_path):
     fig = plot_budget(runs)
     ax = fig.axes[0]
     bc = budget_curve(runs)
-    lines = {l.get_label(): l for l in ax.get_lines() if not l.get_label().startswith('_')}
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ['a', 'b']
     for i, c in enumerate(('a', 'b')):  # the line of each configuration: its differences in points, budget by budget
         ys = [l for l in ax.get_lines() if l.get_color() == f"C{i}" and len(l.get_ydata()) == 3][0].get_ydata()
@@ -109,15 +110,21 @@ def test_conclusions_name_the_budget_and_the_detectable_gain():
     none_pays = made_up({'a': (-.01, -.005, 0.), 'b': (0, 0, -.002)})
     s = budget_summary(none_pays)
     det = budget_curve(none_pays).query('epochs == 40').detectable
-    assert s.startswith('No augmentation beat the none baseline at any budget up to 40 epochs (6 paired seeds at each of 10, 20, 40')
-    assert s.endswith(f"; at 40 epochs a gain of {pts(det.min(), False)} to {pts(det.max(), False)} points, depending on the "
-                      "configuration, would have been detected 80% of the time.")
+    assert s.startswith('No augmentation beat the none baseline at any budget up to 40 epochs '
+                        '(6 paired seeds at each of 10, 20, 40')
+    assert s.endswith(f"; at 40 epochs a gain of {pts(det.min(), False)} to {pts(det.max(), False)} points, "
+                      "depending on the configuration, would have been detected 80% of the time.")
     pays = made_up({'a': (-.01, .0, .03), 'b': (0, 0, -.002)}, noise=.003)
     s = budget_summary(pays)
-    at40 = budget_curve(pays).query("epochs == 40 and config == 'a'")['diff'].iloc[0]
+    a40 = budget_curve(pays).query("epochs == 40 and config == 'a'")
+    at40, lo40, hi40 = a40[['diff', 'diff_lo', 'diff_hi']].iloc[0]
     assert f"a beat it from 40 epochs on ({pts(at40)} points at 40); b did not beat it at 40 epochs" in s
     lines = budget_conclusions(pays)
-    assert lines[0].startswith('a: ') and 'better at 40 epochs' in lines[0] and 'it pays more with longer training' in lines[0]
+    assert lines[0].startswith('a: ') and 'better at 40 epochs' in lines[0]
+    assert 'it pays more with longer training' in lines[0]
+    table = budget_table(pays).set_index('config')
+    assert list(table.columns) == ['10 epochs', '20 epochs', '40 epochs', 'trend 10→40']
+    assert table.loc['a', '40 epochs'] == f"{pts(at40)} ({pts(lo40)} to {pts(hi40)}) better"
     assert ' at 10, ' in lines[0] and ' at 20, ' in lines[0] and ' at 40 epochs' in lines[0]
     one = summarize([r for r in none_pays if r['epochs'] == 40])
     assert summary(one).startswith('At 40 epochs, over 6 paired seeds, no configuration beat the none baseline')
@@ -126,7 +133,8 @@ def test_budget_profile_is_a_curve():
     p = PROFILES['budget']
     assert len(p.epochs) >= 3 and p.epochs[-1] >= 4*p.epochs[0] and p.runs >= 5 and p.threads == 1
     assert p.configs == BUDGET_CONFIGS and p.configs[0] == 'none'
-    assert {'none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout'} == set(p.configs)
+    named = {'none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout'}
+    assert named == set(p.configs)
 
 def test_long_profile_runs_end_to_end_at_a_tiny_size(tmp_path):
     p = PROFILES['long']
