@@ -5,6 +5,7 @@ from .boxes import *
 from .fills import *
 from .restoring import *
 from .anneal import *
+from .augment import *
 from .sprinkles import *
 from .cutmix import *
 from .oneof import *

@@ -6,16 +6,17 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/anneal.html.md"""
 
 # %% ../nbs/02_anneal.ipynb #3c8d408b
 from __future__ import annotations
-import math, numbers
+import math
 import matplotlib.pyplot as plt
-import torch
 from fastcore.basics import store_attr, patch, GetAttr
 from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Recorder
+from .checks import check_sched, check_int, check_choice
 from .restoring import Restoring
+from .augment import BatchAugment, lr_find_or_get_preds
 
 # %% auto #0
-__all__ = ['sched_value', 'check_sched', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Annealer']
+__all__ = ['sched_value', 'sched_pct', 'train_pct', 'plot_anneal_hist', 'Annealer']
 
 # %% ../nbs/02_anneal.ipynb #0582f4d1
 def sched_value(v, # a constant, a schedule (a callable of `pct`), or a tuple or list of them
@@ -25,21 +26,6 @@ def sched_value(v, # a constant, a schedule (a callable of `pct`), or a tuple or
     if callable(v): return v(pct)
     if isinstance(v, (tuple, list)): return type(v)(sched_value(o, pct) for o in v)
     return v
-
-# %% ../nbs/02_anneal.ipynb #527b7eb9
-_CONSTANTS = (numbers.Number, str, type(None), torch.Tensor)
-
-def check_sched(v, # the value to check
-                name:str, # the parameter's name, for the error message
-               ):
-    "Return `v` if it is a constant, a schedule, or a tuple or list of them, else raise a `TypeError` naming `name`"
-    if callable(v) or isinstance(v, _CONSTANTS): return v
-    if isinstance(v, (tuple, list)):
-        for o in v: check_sched(o, name)
-        return v
-    raise TypeError(f"{name} must be a constant (number, string or None), a schedule (a callable of the fraction "
-                    f"of training done, such as SchedLin(0, .5)), or a tuple or list of these; got "
-                    f"{type(v).__name__} {v!r}")
 
 # %% ../nbs/02_anneal.ipynb #f39a0ea9
 def sched_pct(epoch:int, # current epoch, from 0
@@ -62,19 +48,12 @@ def train_pct(learn, every:int|None=None, steps:int|None=None) -> float:
 # %% ../nbs/02_anneal.ipynb #11f607e5
 _LR_SCALES = ('none', 'linear', 'sqrt')
 
-def _check_count(n, name:str, allow_none:bool=True):
-    "Raise a `ValueError` naming `name` unless `n` is an int >= 1 (or None, if allowed)"
-    if n is None and allow_none: return n
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}; got {n!r}")
-    return int(n)
-
 def _per_key(v, name:str, keys) -> dict:
     "`v` as a dict giving each key its int or None; `v` is one value for all keys, or a dict of some"
     d = v if isinstance(v, dict) else dict.fromkeys(keys, v)
     for k,n in d.items():
         if k not in keys: raise ValueError(f"{name} has key {k!r}, which is not a key of scheds: {list(keys)}")
-        _check_count(n, f"{name}[{k!r}]" if isinstance(v, dict) else name)
+        check_int(n, f"{name}[{k!r}]" if isinstance(v, dict) else name, 1, none=True)
     return {k: d.get(k) for k in keys}
 
 def _check_key(k):
@@ -127,9 +106,9 @@ class Annealer(Restoring):
         for k,v in scheds.items(): _check_key(k); check_sched(v, f"scheds[{k!r}]")
         if 'bs' in scheds and not callable(scheds['bs']): self._round_bs(scheds['bs'], "scheds['bs']")
         every,steps = _per_key(every, 'every', scheds), _per_key(steps, 'steps', scheds)
-        if lr_scale not in _LR_SCALES: raise ValueError(f"lr_scale must be one of {_LR_SCALES}; got {lr_scale!r}")
+        check_choice(lr_scale, 'lr_scale', _LR_SCALES)
         if lr_scale != 'none' and 'bs' not in scheds: raise ValueError(f"lr_scale={lr_scale!r} needs a 'bs' key in scheds")
-        ref_bs = _check_count(ref_bs, 'ref_bs')
+        check_int(ref_bs, 'ref_bs', 1, none=True)
         store_attr('scheds,every,steps,lr_scale,ref_bs')
         self.hist,self._saved,self._lrs,self._fresh = {},None,None,False
 
@@ -156,6 +135,9 @@ def _resolve(self:Annealer, key:str):
             raise AttributeError(f"Annealer key {key!r}: {'.'.join([name, *path[:i]])} ({type(o).__name__}) has no "
                                  f"attribute {a!r}; it has {_attr_names(o)}")
         if i < len(path)-1: o = getattr(o, a)
+    if isinstance(o, BatchAugment) and path[-1] not in o.anneal:
+        raise ValueError(f"Annealer key {key!r}: {type(o).__name__} lets an Annealer set {list(o.anneal)}, not "
+                         f"{path[-1]!r} (its `anneal`)")
     if cb.order <= self.order:
         raise ValueError(f"Annealer key {key!r}: callback {name!r} has order {cb.order}, but the annealer (order "
                          f"{self.order}) must run before the callbacks it controls; lower the annealer's order")
@@ -175,7 +157,7 @@ def _bs_at(self:Annealer, epoch:int) -> int:
 @patch
 def before_fit(self:Annealer):
     "Resolve the keys, plan the batch sizes and save what will change; skip `lr_find` and `get_preds`"
-    if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
+    if lr_find_or_get_preds(self.learn): self.run = False; return
     self.restore()
     targets = {k: self._resolve(k) for k in self.scheds if k != 'bs'}
     dl = self.dls.train

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from .checks import as_range, check_flag, check_generator, check_int, check_prob, check_tau, check_which, _desc
+from .checks import as_range, check_flag, check_generator, check_int, check_prob, check_tau
+from .checks import check_which, check_where, check_n, check_size, _desc
 
 # %% auto #0
-__all__ = ['HOST_PATHS', 'BOX_BITS', 'Boxes', 'clip_boxes', 'on_host', 'check_where', 'place_boxes', 'sample_boxes',
-           'integral_image', 'positions', 'region_scores', 'admissible', 'choose_regions', 'box_sets', 'box_runs',
-           'hole_offsets', 'box_mask']
+__all__ = ['HOST_PATHS', 'BOX_BITS', 'Boxes', 'clip_boxes', 'on_host', 'place_boxes', 'sample_boxes', 'integral_image',
+           'positions', 'region_scores', 'admissible', 'choose_regions', 'box_sets', 'box_runs', 'hole_offsets',
+           'box_mask']
 
 # %% ../nbs/01_boxes.ipynb #ecc82c4e
 class Boxes(NamedTuple):
@@ -54,14 +55,6 @@ def _pick(w:Tensor, # (B, N) weights, each row with a positive sum
     u = torch.rand(w.shape[0], K, generator=generator, device=w.device, dtype=cdf.dtype)*cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[1] - 1)
 
-def check_where(where, B:int, H:int, W:int, stride:int=1):
-    "Raise unless `where` is None or a `(B, Hc, Wc)` tensor of weights with cells `stride` pixels apart"
-    check_int(stride, 'stride', 1)
-    shape = (B, len(range(stride//2, H, stride)), len(range(stride//2, W, stride)))
-    if where is None or isinstance(where, Tensor) and where.shape == shape: return
-    got = tuple(where.shape) if isinstance(where, Tensor) else type(where).__name__
-    raise ValueError(f"where must be None or a (B, Hc, Wc) = {shape} tensor of weights, got {got}")
-
 def place_boxes(h:Tensor|int, w:Tensor|int, # box heights and widths in pixels: ints, or tensors broadcastable to `shape`
                 H:int, W:int, # image height and width
                 shape:tuple, # `(B, K)`: images, boxes per image
@@ -90,20 +83,18 @@ def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
                  p:float=1., # chance that an image gets boxes
                  generator:torch.Generator|None=None, # source of every random number (on any device)
                  device=None, # where the boxes go; the CPU when None
+                 which:Tensor|None=None, # (B,) bool: the images that may get boxes (each still with chance `p`); None: all
                  where:Tensor|None=None, # (B, Hc, Wc) weights (or bool) of the candidate centres; None: uniform
                  stride:int=1, # pixels between the cells of `where`
-                 which:Tensor|None=None, # (B,) bool: the images that may get boxes (each still with chance `p`); None: all
                 ) -> Boxes:
     "`B` images' worth of square boxes, centres uniform or drawn from `where`, clipped to the image"
-    check_int(B, 'B', 0); check_int(H, 'H', 1); check_int(W, 'W', 1); check_prob(p)
-    if as_range(n, 'n', integer=True)[0] < 0: raise ValueError(f"n must be >= 0, got {n!r}")
-    if not isinstance(size, Tensor):
-        slo, shi = as_range(size, 'size')
-        if not (slo > 0 and shi < float('inf')): raise ValueError(f"size must be > 0 and finite, got {size!r}")
-    check_generator(generator); check_where(where, B, H, W, stride); check_which(which, B)
-    return _sample_boxes(B, H, W, n, size, p, generator, torch.device(device or 'cpu'), where, stride, which)
+    check_int(B, 'B', 0); check_int(H, 'H', 1); check_int(W, 'W', 1); check_prob(p); check_n(n)
+    if not isinstance(size, Tensor): check_size(size)
+    check_generator(generator); check_which(which, B); check_where(where, B, H, W, stride)
+    return _sample_boxes(B, H, W, n, size, p, generator=generator, device=torch.device(device or 'cpu'), which=which,
+                         where=where, stride=stride)
 
-def _sample_boxes(B, H, W, n, size, p, generator, device, where=None, stride=1, which=None) -> Boxes:
+def _sample_boxes(B, H, W, n, size, p, *, generator=None, device=None, which=None, where=None, stride=1) -> Boxes:
     "`sample_boxes` without the checks"
     kw = dict(generator=generator, device=device)
     lo, K = as_range(n, 'n', integer=True)

@@ -11,22 +11,14 @@ import torch
 from torch import Tensor
 from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
-from .checks import check_x, check_flag, check_prob, check_which, _is_real, _desc
-from .boxes import Boxes, place_boxes, box_mask, on_host, check_where
-from .sprinkles import BatchAugment
+from .checks import check_x, check_flag, check_prob, check_which, check_where, check_alpha
+from .checks import check_choice, check_cutmix_args, _desc
+from .boxes import Boxes, place_boxes, box_mask, on_host
+from .augment import BatchAugment, checked
 
 # %% auto #0
-__all__ = ['PAIRINGS', 'check_cutmix_args', 'sample_lam', 'cutmix_sides', 'cutmix_boxes', 'own_fraction', 'partners', 'CutMixed',
-           'cutmix', 'mix_mode', 'mix_loss', 'MixedLabels', 'CutMix']
-
-# %% ../nbs/04_cutmix.ipynb #b12ce051
-def check_cutmix_args(alpha:float, # concentration of Beta(alpha, alpha): a number > 0
-                      p:float, # chance that a sample is mixed, in [0, 1]
-                     ):
-    "Raise a clear error, naming the parameter, if `alpha` or `p` is invalid"
-    if not _is_real(alpha) or not 0 < alpha < float('inf'):
-        raise ValueError(f"alpha must be a finite number > 0 (λ ~ Beta(alpha, alpha)), got {alpha!r}")
-    check_prob(p)
+__all__ = ['PAIRINGS', 'sample_lam', 'cutmix_sides', 'cutmix_boxes', 'own_fraction', 'partners', 'CutMixed', 'cutmix', 'mix_mode',
+           'mix_loss', 'MixedLabels', 'CutMix']
 
 # %% ../nbs/04_cutmix.ipynb #4cf7af59
 def sample_lam(alpha:float, # concentration of Beta(alpha, alpha)
@@ -82,7 +74,7 @@ def partners(B:int, # batch size
              device=None,
             ) -> Tensor:
     "(B,) index of each sample's partner: a permutation in which nobody is its own partner when `B` > 1"
-    if pairing not in PAIRINGS: raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    check_choice(pairing, 'pairing', PAIRINGS)
     if pairing == 'roll': return _rolled(B, _draw_k(B), device)
     s = torch.randperm(B, device=device)
     perm = torch.empty_like(s)
@@ -115,19 +107,18 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
            per_sample:bool=True, # a box and λ per sample; False: one box and λ for the whole batch
            which:Tensor|None=None, # (B,) bool: which samples may be mixed (each still with chance `p`); None: all
            pairing:str='shuffle', # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x` on the CPU)
-           where:Tensor|Callable|None=None, # weights (B, Hc, Wc) of the candidate centres, or a function of the sides `(h, w)` giving `(weights, stride)`; None: uniform
+           where:Tensor|Callable|None=None, # weights (B, Hc, Wc) of the candidate centres, or a function of the sides `(h, w)` giving `(weights, stride)` or None; None: uniform
            stride:int=1, # pixels between the cells of a `where` tensor
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
     check_x(x); check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
-    check_which(which, x.shape[0])
-    if pairing not in PAIRINGS: raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    check_which(which, x.shape[0]); check_choice(pairing, 'pairing', PAIRINGS)
     if where is not None and not (callable(where) or isinstance(where, Tensor)):
         raise TypeError(f"where must be None, a tensor of weights or a function of the box sides (h, w), got {type(where).__name__}")
     if not callable(where): check_where(where, x.shape[0], *x.shape[2:], stride)
-    return _cutmix(x, alpha, p, per_sample, which, pairing, where, stride)
+    return _cutmix(x, alpha, p, per_sample=per_sample, which=which, pairing=pairing, where=where, stride=stride)
 
-def _cutmix(x, alpha, p, per_sample=True, which=None, pairing='shuffle', where=None, stride=1) -> CutMixed:
+def _cutmix(x, alpha, p, *, per_sample=True, which=None, pairing='shuffle', where=None, stride=1) -> CutMixed:
     "`cutmix` without the checks"
     B, _, H, W = x.shape
     dev = x.device
@@ -140,8 +131,8 @@ def _cutmix(x, alpha, p, per_sample=True, which=None, pairing='shuffle', where=N
     chosen = torch.rand(B, device=dev) < p if p < 1 else torch.ones(B, dtype=torch.bool, device=dev)
     if which is not None: chosen &= which.to(dev, torch.bool)
     h, w = cutmix_sides(sample_lam(alpha, B if per_sample else 1, dev), H, W)
+    if callable(where): where, stride = where(h.expand(B), w.expand(B)) or (None, 1)
     if where is not None: h, w = h.expand(B), w.expand(B)  # boxes placed image by image
-    if callable(where): where, stride = where(h, w)
     boxes = place_boxes(h[:, None], w[:, None], H, W, (len(h), 1), where, stride, device=dev).expand(B, 1, 4)
     valid = chosen[:, None]
     out = _paste(x, box_mask(boxes, valid, H, W), perm, k)
@@ -215,40 +206,27 @@ class MixedLabels(NamedTuple):
 class CutMix(BatchAugment):
     "CutMix with a box and λ per sample, λ measured after clipping, and labels mixed through the loss"
     mixes_labels, _mixed, mixed_batch = True, False, False
+    alpha, p, per_sample = checked(check_alpha), checked(check_prob), checked(check_flag)
+    pairing, anneal = checked(lambda v, name: check_choice(v, name, ('auto', *PAIRINGS))), ('alpha', 'p')
     def __init__(self,
-                 alpha:float=1., # λ ~ Beta(alpha, alpha), as fastai's `CutMix(alpha)`; checked when set
-                 p:float=1., # chance that a sample is mixed; checked when set
+                 alpha:float=1., # λ ~ Beta(alpha, alpha), as fastai's `CutMix(alpha)`
+                 p:float=1., # chance that a sample is mixed
                  per_sample:bool=True, # a box and λ per sample; False: one for the whole batch, as fastai's CutMix
                  pairing:str='auto', # 'shuffle', 'roll', or 'auto': 'roll' when the training DataLoader shuffles
                 ):
-        check_flag(per_sample, 'per_sample')
-        if pairing not in ('auto', *PAIRINGS): raise ValueError(f"pairing must be 'auto' or one of {PAIRINGS}, got {pairing!r}")
         self.alpha, self.p, self.per_sample, self.pairing = alpha, p, per_sample, pairing
         self.lam = self.perm = self.boxes = None
-
-    @property
-    def alpha(self) -> float: return self._alpha
-    @alpha.setter
-    def alpha(self, v): check_cutmix_args(v, 1.); self._alpha = v
-    @property
-    def p(self) -> float: return self._p
-    @p.setter
-    def p(self, v): check_prob(v); self._p = v
 
     def check_batch(self, x:Tensor):
         "An image batch, with targets that can be mixed"
         check_x(x); mix_mode(self.yb, x.shape[0])
 
-    def where(self, x:Tensor, h:Tensor, w:Tensor):
-        "Where box centres may go for boxes of sides `(h, w)`: None for anywhere (see `KeepCutMix`)"
-        return None
-
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "CutMix `x` with the current `alpha` and `p`, for the loss of this batch"
         pairing = self.pairing
         if pairing == 'auto': pairing = 'roll' if _shuffles(getattr(self.learn, 'dl', None)) else 'shuffle'
-        where = None if type(self).where is CutMix.where else (lambda h, w: self.where(x, h, w))
-        res = _cutmix(x, self.alpha, self.p, self.per_sample, which, pairing, where)
+        res = _cutmix(x, self.alpha, self.p, per_sample=self.per_sample, which=which, pairing=pairing,
+                      where=lambda h, w: self.where(x, h, w))
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
         self._mixed = self.mixed_batch = res.x is not x and (not on_host(x) or bool(res.boxes.valid.any()))
         if self.learn is not None:

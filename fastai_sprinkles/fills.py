@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import NamedTuple
 import torch
 from torch import Tensor
-from .checks import as_range, check_flag, check_generator, check_paint_args, check_sprinkle_args, check_which
-from .boxes import on_host, check_where, _sample_boxes, box_mask, hole_offsets, BOX_BITS
+from .checks import as_range, check_flag, check_generator, check_paint_args
+from .checks import check_sprinkle_args, check_which, check_where
+from .boxes import on_host, _sample_boxes, box_mask, hole_offsets, BOX_BITS
 
 # %% auto #0
 __all__ = ['fill_values', 'paint', 'Sprinkled', 'sprinkle']
@@ -57,7 +58,7 @@ def _sparse(x:Tensor, sparse:bool|None) -> bool:
     "Whether to write noise at listed pixels: on the host by default; never into a batch autograd tracks (it saves it)"
     return (on_host(x) if sparse is None else sparse) and not x.requires_grad
 
-def _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse) -> Tensor:
+def _paint(x, mask, fill, opacity, *, mean=None, std=None, generator=None, inplace=False, sparse=None) -> Tensor:
     "`paint` without the checks"
     if fill == 'noise' and _sparse(x, sparse):
         B, C, H, W = x.shape
@@ -84,7 +85,7 @@ def paint(x:Tensor, # normalised batch (B, C, H, W), any floating dtype and memo
     if not isinstance(mask, Tensor) or mask.shape != (x.shape[0], 1, *x.shape[2:]):
         raise ValueError(f"mask must have shape (B, 1, H, W) = {(x.shape[0], 1, *x.shape[2:])}, "
                          f"got {tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
-    return _paint(x, mask, fill, opacity, mean, std, generator, inplace, sparse)
+    return _paint(x, mask, fill, opacity, mean=mean, std=std, generator=generator, inplace=inplace, sparse=sparse)
 
 # %% ../nbs/01a_fills.ipynb #68b0d102
 class Sprinkled(NamedTuple):
@@ -103,29 +104,31 @@ def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
              return_mask:bool=False, # also return the (B, 1, H, W) bool hole mask
              generator:torch.Generator|None=None, # source of every random number, for reproducible sprinkles
              inplace:bool=False, # paint `x` itself instead of a copy
+             which:Tensor|None=None, # (B,) bool: the images that may get sprinkles (each with chance `p`); None: all
              where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate hole centres; None: anywhere
              stride:int=1, # pixels between the cells of `where`
-             which:Tensor|None=None, # (B,) bool: the images that may get sprinkles (each with chance `p`); None: all
             ) -> Sprinkled:
     "Sprinkle holes over each image of `x` with probability `p`; return the new batch, mask and coverage"
     check_sprinkle_args(p, n, size, fill, opacity, mean, std, x)
     check_flag(return_mask, 'return_mask'); check_flag(inplace, 'inplace'); check_generator(generator)
-    check_where(where, x.shape[0], *x.shape[2:], stride); check_which(which, x.shape[0])
-    return _sprinkle(x, p, n, size, fill, opacity, mean, std, return_mask, generator, inplace, where, stride, which)
+    check_which(which, x.shape[0]); check_where(where, x.shape[0], *x.shape[2:], stride)
+    return _sprinkle(x, p, n, size, fill=fill, opacity=opacity, mean=mean, std=std, return_mask=return_mask,
+                     generator=generator, inplace=inplace, which=which, where=where, stride=stride)
 
-def _sprinkle(x, p, n, size, fill='zero', opacity=1., mean=None, std=None, return_mask=False, generator=None,
-              inplace=False, where=None, stride=1, which=None) -> Sprinkled:
+def _sprinkle(x, p, n, size, *, fill='zero', opacity=1., mean=None, std=None, return_mask=False, generator=None,
+              inplace=False, which=None, where=None, stride=1) -> Sprinkled:
     "`sprinkle` without the checks"
     B, C, H, W = x.shape
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
         return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))
-    bx = _sample_boxes(B, H, W, n, size, p, generator, x.device, where, stride, which)
+    bx = _sample_boxes(B, H, W, n, size, p, generator=generator, device=x.device, which=which, where=where, stride=stride)
     if fill == 'noise' and _sparse(x, None) and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
         at, area = hole_offsets(*bx, H, W, C)  # hole pixels listed straight from the boxes, and counted
         out = _noise_at(x if inplace else x.clone(), at, None if opacity == 1 else opacity, generator)
         return Sprinkled(out, box_mask(*bx, H, W) if return_mask else None, area/(H*W))
     w = box_mask(*bx, H, W, dtype=torch.float32)  # 0/1
     area = w.flatten(1).sum(1)  # hole pixels per image: exact in float32 up to 2**24 pixels
-    out = _paint(x, w.to(x.dtype), fill, opacity, mean, std, generator, inplace, None)  # noise: sparse on the CPU
+    # noise: sparse on the CPU
+    out = _paint(x, w.to(x.dtype), fill, opacity, mean=mean, std=std, generator=generator, inplace=inplace)
     return Sprinkled(out, w > 0 if return_mask else None, area/(H*W))

@@ -12,27 +12,31 @@ import torch
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
-from .checks import check_paint_args, check_prob, check_int, check_tau, check_flag, check_generator, _is_real, _desc
+from .checks import check_prob, check_tau, check_flag, check_generator, check_grid
+from .checks import check_fraction, check_fill, check_opacity, check_batch_fn, _desc
 from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask
-from .fills import _paint
-from .sprinkles import BatchAugment
+from .augment import BatchAugment, checked
 from .cutmix import CutMix
 from .sprinkles import ProgressiveSprinkles
 from .saliency import SaliencyHook
 
 # %% auto #0
-__all__ = ['check_grid', 'auto_stride', 'keep_where', 'keep_boxes', 'keep_centres', 'hook_map', 'check_keep_args', 'KeepCutout',
-           'KeepCutMix', 'KeepSprinkles', 'SelectivePaste']
+__all__ = ['auto_stride', 'keep_where', 'keep_boxes', 'keep_centres', 'hook_map', 'KeepCutout', 'KeepCutMix', 'KeepSprinkles',
+           'SelectivePaste']
 
 # %% ../nbs/06_keep.ipynb #eed046ef
-def check_grid(grid:int):
-    "Raise a clear error unless `grid` is an int >= 1"
-    check_int(grid, 'grid', 1)
+def _stride(H:int, W:int, grid:int) -> int: return max(1, -(-max(H, W)//grid))
 
 def auto_stride(H:int, W:int, grid:int=32) -> int:
     "The smallest stride that leaves at most `grid` candidate positions along each side"
     check_grid(grid)
-    return max(1, -(-max(H, W)//grid))
+    return _stride(H, W, grid)
+
+def _keep_where(sal, h, w, tau, above=False, grid=32) -> tuple:
+    "`keep_where` without the checks: the callbacks check their arguments when they are set"
+    st = _stride(*sal.shape[1:], grid)
+    sc, _ = region_scores(integral_image(sal), h, w, anchor='centre', stride=st)
+    return admissible(sc, tau, above), st
 
 def keep_where(sal:Tensor, # (B, H, W) saliency maps
                h:int|Tensor, w:int|Tensor, # box height and width in pixels: ints, or (B,) tensors
@@ -41,9 +45,8 @@ def keep_where(sal:Tensor, # (B, H, W) saliency maps
                grid:int=32, # candidate centres along each side, at most: every `stride` pixels, see `auto_stride`
               ) -> tuple:
     "`(where, stride)`: the (B, Hc, Wc) grid of centres where selective-cut (or -paste) lets a box go, for `place_boxes`"
-    st = auto_stride(*sal.shape[1:], grid)
-    sc, _ = region_scores(integral_image(sal), h, w, anchor='centre', stride=st)
-    return admissible(sc, tau, above), st
+    check_tau(tau); check_flag(above, 'above'); check_grid(grid)
+    return _keep_where(sal, h, w, tau, above, grid)
 
 def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
                h:int|Tensor, w:int|Tensor, # box height and width in pixels: ints, or (B,) tensors
@@ -57,9 +60,9 @@ def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
     for v, name in ((h, 'h'), (w, 'w')):
         if not isinstance(v, Tensor) and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
             raise ValueError(f"{name} must be an int >= 0 or a (B,) tensor of them, got {v!r}")
-    check_tau(tau); check_flag(above, 'above'); check_generator(generator)
+    check_tau(tau); check_flag(above, 'above'); check_grid(grid); check_generator(generator)
     B, H, W = sal.shape
-    where, st = keep_where(sal, h, w, tau, above, grid)
+    where, st = _keep_where(sal, h, w, tau, above, grid)
     h, w = (torch.as_tensor(v, device=sal.device).long().expand(B)[:, None] for v in (h, w))
     return place_boxes(h, w, H, W, (B, 1), where, st, generator, sal.device)[:, 0]
 
@@ -69,9 +72,13 @@ def keep_centres(sal:Tensor, # (B, H, W) saliency maps
                  grid:int=32, # candidate centres along each side, at most
                 ) -> Tensor:
     "(B, H, W) bool: pixels whose cell's centre takes a `side`-pixel box scoring at most the image's τ-quantile"
-    check_tau(tau)
+    check_tau(tau); check_grid(grid)
+    return _keep_centres(sal, side, tau, grid)
+
+def _keep_centres(sal, side, tau, grid) -> Tensor:
+    "`keep_centres` without the checks"
     H, W = sal.shape[1:]
-    ok, st = keep_where(sal, side, side, tau, grid=grid)
+    ok, st = _keep_where(sal, side, side, tau, grid=grid)
     gi = (torch.arange(H, device=sal.device)//st).clamp(max=ok.shape[1] - 1)
     gj = (torch.arange(W, device=sal.device)//st).clamp(max=ok.shape[2] - 1)
     return ok[:, gi][:, :, gj]
@@ -88,28 +95,20 @@ def hook_map(cb:Callback, x:Tensor) -> Tensor:
         f"{None if sal is None else tuple(sal.shape)}: it cannot run after a callback that resizes the batch")
     return sal
 
-def check_keep_args(p:float, size:float, tau:float, grid:int=32):
-    "Raise a clear error, naming the parameter, for a bad `p`, `size`, `tau` or `grid`"
-    check_prob(p)
-    if not _is_real(size) or not 0 < size <= 1: raise ValueError(f"size must be in (0, 1] (a fraction of the shorter side), got {size!r}")
-    check_tau(tau); check_grid(grid)
-
 class _KeepSquare(BatchAugment):
     "One square per image of side `size`, placed on the hook's map by selective-cut (or -paste, `above`), kept with chance `p`"
     above = False
+    p, size, tau, grid = checked(check_prob), checked(check_fraction), checked(check_tau), checked(check_grid)
+    anneal = ('p', 'size', 'tau', 'grid')
     def where(self, x:Tensor, h, w) -> tuple:
         "`(where, stride)` of the centres selective-cut (or -paste) allows on this batch's map"
-        return keep_where(hook_map(self, x), h, w, self.tau, self.above, self.grid)
-
-    def before_fit(self):
-        super().before_fit()
-        check_keep_args(self.p, self.size, self.tau, self.grid)  # they may have been set since
+        return _keep_where(hook_map(self, x), h, w, self.tau, self.above, self.grid)
 
     def square(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "(B, 1, H, W) mask of this batch's squares; the boxes in `boxes`"
         B, _, H, W = x.shape
         side = max(1, round(self.size*min(H, W)))
-        boxes = place_boxes(side, side, H, W, (B, 1), *self.where(x, side, side), device=x.device)
+        boxes = place_boxes(side, side, H, W, (B, 1), *(self.where(x, side, side) or (None, 1)), device=x.device)
         valid = (torch.rand(B, device=x.device) < self.p)[:, None]
         if which is not None: valid &= which[:, None]
         self.boxes = Boxes(boxes, valid)
@@ -120,6 +119,8 @@ class _KeepSquare(BatchAugment):
 
 class KeepCutout(_KeepSquare):
     "Cutout whose square is drawn among the regions scoring at most the τ-quantile of the image's saliency"
+    fill, opacity = checked(check_fill), checked(check_opacity)
+    anneal = _KeepSquare.anneal + ('opacity',)
     def __init__(self,
                  p:float=1., # chance that an image gets a cutout
                  size:float=0.5, # side of the square as a fraction of the shorter image side, in (0, 1]
@@ -129,18 +130,19 @@ class KeepCutout(_KeepSquare):
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
-        check_keep_args(p, size, tau, grid)
-        check_paint_args(fill, opacity, *((0., 1.) if mean is None and std is None else (mean, std)))
         store_attr('p,size,tau,fill,opacity,mean,std,grid')
+        self.check()
         self.boxes = None
 
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "Cut one square out of each image, away from what matters"
-        return _paint(x, self.square(x, which), self.fill, self.opacity, *self.stats(), None, False, None)
+        return self.paint(x, self.square(x, which))
 
 # %% ../nbs/06_keep.ipynb #eae86b12
 class KeepCutMix(CutMix):
     "CutMix whose box avoids the salient regions of the image it is pasted into"
+    tau, grid = checked(check_tau), checked(check_grid)
+    anneal = CutMix.anneal + ('tau', 'grid')
     def __init__(self,
                  alpha:float=1., # λ ~ Beta(alpha, alpha)
                  p:float=1., # chance that a sample is mixed
@@ -148,33 +150,33 @@ class KeepCutMix(CutMix):
                  pairing:str='auto', # see `CutMix`
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
-        check_tau(tau); check_grid(grid)
         super().__init__(alpha, p, per_sample=True, pairing=pairing)
         self.tau, self.grid = tau, grid
 
     def where(self, x:Tensor, h:Tensor, w:Tensor) -> tuple:
         "`(where, stride)`: centres allowed by selective-cut on this batch's saliency maps"
-        return keep_where(hook_map(self, x), h, w, self.tau, grid=self.grid)
+        return _keep_where(hook_map(self, x), h, w, self.tau, grid=self.grid)
 
 # %% ../nbs/06_keep.ipynb #4d487c91
 class KeepSprinkles(ProgressiveSprinkles):
     "Progressive sprinkles whose holes avoid the regions scoring above the τ-quantile of the saliency map"
+    tau, grid = checked(check_tau), checked(check_grid)
+    anneal = ProgressiveSprinkles.anneal + ('tau', 'grid')
     def __init__(self, *args,
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                  **kwargs):
-        check_tau(tau); check_grid(grid)
         super().__init__(*args, **kwargs)
         self.tau, self.grid = tau, grid
 
-    def where(self, x:Tensor, side:int) -> tuple:
-        "`(where, 1)`: pixels allowed by selective-cut for holes of the largest current size"
-        return keep_centres(hook_map(self, x), side, self.tau, self.grid), 1
+    def where(self, x:Tensor, h:int, w:int) -> tuple:
+        "`(where, 1)`: pixels allowed by selective-cut for holes of the largest current size, `h` = `w` pixels a side"
+        return _keep_centres(hook_map(self, x), h, self.tau, self.grid), 1
 
 # %% ../nbs/06_keep.ipynb #efd374bf
 class SelectivePaste(_KeepSquare):
     "Apply a batch augmentation `tfm`, then paste back from the original a region scoring above the τ-quantile"
-    above = True
+    above, tfm = True, checked(check_batch_fn)
     def __init__(self,
                  tfm:Callable, # a function of the batch (B, C, H, W) returning an augmented batch of the same shape
                  p:float=1., # chance that an image gets its region pasted back
@@ -182,8 +184,6 @@ class SelectivePaste(_KeepSquare):
                  tau:float=0.6, # quantile level of the threshold, in (0, 1)
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
                 ):
-        if not callable(tfm): raise TypeError(f"tfm must be a function of the batch, got {type(tfm).__name__}")
-        check_keep_args(p, size, tau, grid)
         store_attr('tfm,p,size,tau,grid')
         self.boxes = None
 

@@ -10,23 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 from fastai.callback.mixup import MixHandler
-from .checks import _is_real
-from .sprinkles import BatchAugment
+from .checks import check_ps
+from .augment import BatchAugment
 
 # %% auto #0
-__all__ = ['check_ps', 'assign', 'OneOf']
+__all__ = ['assign', 'OneOf']
 
 # %% ../nbs/04b_oneof.ipynb #3c035953
-def check_ps(ps, # one probability per augmentation
-             n:int, # number of augmentations
-            ) -> list:
-    "`ps` as a list of floats, or a clear error if they are not `n` probabilities summing to at most 1"
-    if not isinstance(ps, (tuple, list)) or len(ps) != n or not all(_is_real(o) for o in ps):
-        raise ValueError(f"ps must be a list of {n} numbers, one per augmentation, got {ps!r}")
-    if not all(0 <= o <= 1 for o in ps) or sum(ps) > 1 + 1e-6:
-        raise ValueError(f"ps must be probabilities in [0, 1] with a sum of at most 1, got {ps!r} (sum {sum(ps):g})")
-    return [float(o) for o in ps]
-
 def assign(ps:list, # probability of each augmentation, summing to at most 1
            B:int, # batch size
            device=None,
@@ -38,6 +28,7 @@ def assign(ps:list, # probability of each augmentation, summing to at most 1
 # %% ../nbs/04b_oneof.ipynb #4111703c
 class OneOf(BatchAugment):
     "Give each training sample at most one of several batch augmentations, drawn with probabilities `ps`"
+    anneal = ('ps',)
     def __init__(self,
                  augs:list, # `BatchAugment` callbacks, at most one of which mixes labels (`CutMix`)
                  ps:list|None=None, # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1

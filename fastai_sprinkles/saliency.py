@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch, store_attr
 from fastai.layers import ResBlock
-from .checks import check_x, MODES, check_early_args, check_saliency_args
+from functools import partial
+from .checks import check_x, MODES, check_saliency_args, check_choice, check_factor, check_weight, check_layer, check_lr
 from .restoring import Restoring
+from .augment import checked, lr_find_or_get_preds
 
 # %% auto #0
 __all__ = ['target_logit', 'saliency', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead', 'early_head_loss', 'unwrap_model',
@@ -139,20 +141,19 @@ def _autocast(learn, device_type:str):
 class EarlyHeadTrainer(Restoring):
     "Train an `EarlyHead` after `layer` beside the network: its weighted loss joins the loss that is backpropagated"
     order, run_valid = -4, False
+    weight, layer, lr = checked(check_weight), checked(check_layer), checked(check_lr)
     def __init__(self,
                  weight:float=0.3, # weight of the early head's loss beside the main loss, >= 0
                  layer=None, # where the head goes: a module, its name, or None for the first residual block
                  lr:float=None, # learning rate of the head's Adam; None: the learner's current one
                 ):
-        check_early_args(weight, layer, lr)
         store_attr()
         self.head, self.head_opt, self.head_loss, self.block, self._hook, self._act = None, None, None, None, None, None
         self._prefix = ''  # before the names in messages: 'early_' when the arguments came to `SaliencyHook`
 
     def before_fit(self):
         "Skip `lr_find` and `get_preds`; find the layer the head goes after"
-        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
-        check_early_args(self.weight, self.layer, self.lr, self._prefix)
+        if lr_find_or_get_preds(self.learn): self.run = False; return
         self._cleanup()
         self.block = first_block(unwrap_model(self.learn.model), self.layer, f'{self._prefix}layer')
 
@@ -218,7 +219,9 @@ def after_step(self:EarlyHeadTrainer):
 # %% ../nbs/05_saliency.ipynb #45a2b3e8
 class SaliencyHook(Restoring):
     "Keep the saliency map of each training batch in `sal`, for the callbacks that cut or paste by it"
-    order, run_valid = -5, False
+    order, run_valid, makes_saliency = -5, False, True  # `makes_saliency`: `show_augmented` draws its maps
+    mode, factor = checked(partial(check_choice, choices=MODES)), checked(check_factor)
+    early_weight, early_layer, early_lr = checked(check_weight), checked(check_layer), checked(check_lr)
     def __init__(self,
                  mode:str='lowres', # 'full', 'lowres' (map of a shrunk copy) or 'early' (map of an early head)
                  factor:float=2., # how much `'lowres'` and `'early'` shrink the images; 1: full size
@@ -226,8 +229,6 @@ class SaliencyHook(Restoring):
                  early_layer=None, # its `layer`: a module, its name, or None for the first residual block
                  early_lr:float=None, # its `lr`; None: the learner's current one
                 ):
-        check_saliency_args(mode, factor, early_weight)
-        check_early_args(early_weight, early_layer, early_lr, prefix='early_')
         store_attr()
         self.sal, self.seconds, self.trainer, self._own, self._added, self._fits, self._net = None, 0., None, None, None, 0, None
 
@@ -256,10 +257,9 @@ class SaliencyHook(Restoring):
 @patch
 def before_fit(self:SaliencyHook):
     "Skip `lr_find` and `get_preds`; for `'early'`, take the learner's `EarlyHeadTrainer` or add the hook's own"
-    if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return  # maybe inside a fit
+    if lr_find_or_get_preds(self.learn): self.run = False; return
     self._fits += 1
     if self._fits > 1: return  # a `validate` inside the fit
-    check_saliency_args(self.mode, self.factor, self.early_weight)
     self.sal, self.seconds = None, 0.
     if self.mode == 'early': self.trainer = self._find_trainer()
 
@@ -280,7 +280,6 @@ def _find_trainer(self:SaliencyHook) -> EarlyHeadTrainer:
 @patch
 def compute(self:SaliencyHook, x:Tensor, y:Tensor) -> Tensor:
     "The `(B, H, W)` map of `x` for targets `y`, in this hook's mode"
-    check_saliency_args(self.mode, self.factor, self.early_weight, *x.shape[-2:])
     model, t = self._model(), self.trainer
     with _autocast(self.learn, x.device.type):
         if self.mode == 'full': return saliency(model, x, y)

@@ -6,89 +6,30 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/sprinkles.html.md"""
 
 # %% ../nbs/03_sprinkles.ipynb #5c3fdc7e
 from __future__ import annotations
-from collections import Counter, defaultdict
+from collections import Counter
+from functools import partial
 from typing import Callable
 import torch
 from torch import Tensor
-import matplotlib.pyplot as plt
-from fastcore.basics import store_attr, patch
-from fastai.callback.core import Callback
-from fastai.learner import Learner
-from fastai.vision.core import show_image
+from fastcore.basics import store_attr
 from fastai.callback.schedule import SchedLin
-from fastai.data.transforms import Normalize
-from .checks import check_x, check_sprinkle_args, check_paint_args
+from .checks import check_prob, check_n, check_size, check_fill, check_opacity, check_int, check_sched
 from .fills import sprinkle, _sprinkle
-from .anneal import sched_value, check_sched, sched_pct, _check_count
+from .anneal import sched_value, sched_pct
+from .augment import BatchAugment, checked, split_rng, normalize_stats  # noqa: F401 (the last two lived here)
 
 # %% auto #0
-__all__ = ['split_rng', 'normalize_stats', 'BatchAugment', 'sprinkle_values', 'sprinkles_recipe', 'ProgressiveSprinkles',
-           'mean_coverage', 'fixed_sprinkles']
-
-# %% ../nbs/03_sprinkles.ipynb #cca4b743
-def split_rng():
-    "Under distributed training, move each process to its own torch random stream: ranks seeded alike would draw the same boxes"
-    from fastai.torch_core import num_distrib, rank_distrib
-    if num_distrib() > 1: torch.manual_seed(int(torch.randint(0, 2**62, ())) + rank_distrib())
-
-def normalize_stats(dls):
-    "`(mean, std)` per channel of the last `Normalize` in `dls.train.after_batch`, or `(None, None)`"
-    norms = [t for t in dls.train.after_batch.fs if isinstance(t, Normalize)]
-    if not norms: return None, None
-    return norms[-1].mean.flatten(), norms[-1].std.flatten()
-
-# %% ../nbs/03_sprinkles.ipynb #3505cc7a
-class BatchAugment(Callback):
-    "Base of the batch augmentations: training batches only, a random stream per process, the normalisation stats"
-    run_valid, mixes_labels, mean, std, at_pct = False, False, None, None, None
-    def before_fit(self):
-        "Skip `lr_find` and `get_preds`; split the random stream; find the normalisation stats; start the record"
-        if hasattr(self.learn, 'lr_finder') or hasattr(self.learn, 'gather_preds'): self.run = False; return
-        split_rng()
-        self.find_stats(self.dls)
-        self._hist, self._shape = defaultdict(list), None
-
-    def find_stats(self, dls):
-        "Use the callback's own `mean` and `std`, or those of the `Normalize` of `dls`"
-        self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(dls)
-
-    def before_batch(self):
-        "Augment the training batch (its first input), checking it once per new shape"
-        x = self.xb[0]
-        if getattr(self, '_shape', None) != x.shape: self.check_batch(x); self._shape = x.shape
-        self.log(pct_train=self.pct_train)
-        self.learn.xb = (self.augment(x), *self.xb[1:])
-
-    def check_batch(self, x:Tensor):
-        "Raise a clear error if the batch `x` is not one this augmentation can change"
-        check_x(x)
-
-    def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
-        "A new batch: `x` augmented in the images where `which` (B,) bool is True; all when None"
-        raise NotImplementedError(f"{type(self).__name__} must say in augment() how it changes a batch")
-
-    def stats(self) -> tuple:
-        "The `(mean, std)` the batch is normalised with: the callback's own, or those found at `before_fit`"
-        return getattr(self, '_stats', (self.mean, self.std))
-
-    def log(self, **kw):
-        "Record values of this batch, tensors kept as they are"
-        if not hasattr(self, '_hist'): self._hist = defaultdict(list)
-        for k, v in kw.items(): self._hist[k].append(v)
-
-    @property
-    def hist(self) -> dict:
-        "{name: value at each training batch of the last fit}, tensors turned into numbers now"
-        return {k: torch.stack(v).tolist() if isinstance(v[0], Tensor) else list(v) for k, v in getattr(self, '_hist', {}).items()}
+__all__ = ['PCTS', 'sprinkle_values', 'sprinkles_recipe', 'scheduled', 'ProgressiveSprinkles', 'mean_coverage', 'fixed_sprinkles']
 
 # %% ../nbs/03_sprinkles.ipynb #53bb7166
+def _whole(n): return tuple(round(float(o)) for o in n) if isinstance(n, (tuple, list)) else round(float(n))
+
 def sprinkle_values(p, n, size, opacity, # constants, ranges or schedules, as `ProgressiveSprinkles` takes them
                     pct:float, # fraction of training done
                    ) -> dict:
     "The values of `p`, `n` (rounded to whole holes), `size` and `opacity` at `pct`"
-    n = sched_value(n, pct)
-    n = tuple(round(float(o)) for o in n) if isinstance(n, (tuple, list)) else round(float(n))
-    return dict(p=sched_value(p, pct), n=n, size=sched_value(size, pct), opacity=sched_value(opacity, pct))
+    return dict(p=sched_value(p, pct), n=_whole(sched_value(n, pct)), size=sched_value(size, pct),
+                opacity=sched_value(opacity, pct))
 
 # %% ../nbs/03_sprinkles.ipynb #f6271167
 def sprinkles_recipe() -> dict:
@@ -96,8 +37,25 @@ def sprinkles_recipe() -> dict:
     return dict(p=SchedLin(0., 1.), n=(1, SchedLin(4, 24)), size=(0.03, SchedLin(0.06, 0.15)), steps=10)
 
 # %% ../nbs/03_sprinkles.ipynb #ab0c8022
+PCTS = tuple(i/10 for i in range(11))  # the fractions of training at which a schedule's values are checked
+
+def _moves(v) -> bool: return callable(v) or isinstance(v, (tuple, list)) and any(map(_moves, v))
+
+def scheduled(check:Callable) -> Callable:
+    "The check of a constant or schedule (or a tuple of them): its type, and `check` of its values at every tenth of training"
+    def check_scheduled(v, name:str):
+        check_sched(v, name)
+        for pct in PCTS if _moves(v) else PCTS[:1]: check(sched_value(v, pct), name)
+    return check_scheduled
+
+def _check_holes(v, name:str): check_n(_whole(v), name)
+
 class ProgressiveSprinkles(BatchAugment):
     "Cut many small squares out of each training image, with a probability, count and size that grow over training"
+    p, n, size = checked(scheduled(check_prob)), checked(scheduled(_check_holes)), checked(scheduled(check_size))
+    opacity, fill = checked(scheduled(check_opacity)), checked(check_fill)
+    every, steps = checked(partial(check_int, least=1, none=True)), checked(partial(check_int, least=1, none=True))
+    anneal = ('p', 'n', 'size', 'opacity')
     def __init__(self,
                  p:float|Callable|None=None, # chance that an image gets sprinkles, in [0, 1]: constant or schedule (default: recipe)
                  n:int|tuple|Callable|None=None, # holes per image: int, (lo, hi) range, or schedules (default: recipe)
@@ -111,91 +69,31 @@ class ProgressiveSprinkles(BatchAugment):
         r = sprinkles_recipe()
         if steps is None and every is None and all(o is None for o in (p, n, size)): steps = r['steps']
         p, n, size = (r[k] if v is None else v for k, v in zip(('p', 'n', 'size'), (p, n, size)))
-        every, steps = _check_count(every, 'every'), _check_count(steps, 'steps')
         store_attr('p,n,size,fill,opacity,every,steps,mean,std')
         self.check()
-        check_paint_args(fill, 1., *((0., 1.) if mean is None and std is None else (mean, std)))
-
-    def check(self):
-        "Raise unless every parameter is a valid constant or a schedule giving valid values (at 0, 0.5 and 1)"
-        for k in ('p', 'n', 'size', 'opacity'): check_sched(getattr(self, k), k)
-        for pct in (0., 0.5, 1.): self.values(pct)
 
     def values(self, pct:float) -> dict:
-        "Parameter values at `pct` of training, checked when they are new"
-        v = sprinkle_values(self.p, self.n, self.size, self.opacity, pct)
-        if v != getattr(self, '_checked', None):
-            check_sprinkle_args(v['p'], v['n'], v['size'], opacity=v['opacity'])
-            self._checked = v
-        return v
-
-    def before_fit(self):
-        "As `BatchAugment`, and check the parameters (an `Annealer` may have set them) and the fill"
-        super().before_fit()
-        if not self.run: return
-        self.check()
-        if self.fill == 'mean' and self._stats[0] is None:
-            raise ValueError("fill='mean' paints the data set mean, but the DataLoaders have no Normalize transform: "
-                             "pass mean and std to ProgressiveSprinkles, or a pixel colour as fill")
+        "Parameter values at `pct` of training"
+        return sprinkle_values(self.p, self.n, self.size, self.opacity, pct)
 
     def pct(self) -> float:
         "Fraction of training done at this batch (or `at_pct`, when set), stair-stepped by `every` or `steps`"
         if self.at_pct is not None: return sched_pct(round(self.at_pct*1000), 1000, steps=self.steps)
         return sched_pct(self.epoch, self.n_epoch, self.iter, self.n_iter, self.every, self.steps)
 
-    def where(self, x:Tensor, side:int):
-        "Where hole centres may go: None for anywhere, or `(weights (B, Hc, Wc), stride)` (see `KeepSprinkles`)"
-        return None
-
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "Sprinkle `x` with the values of this point of training"
         pct = self.pct()
         v = self.values(pct)
         size = max(v['size']) if isinstance(v['size'], (tuple, list)) else v['size']
-        where, stride = self.where(x, max(1, round(size*min(x.shape[-2:])))) or (None, 1)
-        res = _sprinkle(x, v['p'], v['n'], v['size'], self.fill, v['opacity'], *self.stats(), where=where, stride=stride, which=which)
+        side = max(1, round(size*min(x.shape[-2:])))
+        where, stride = self.where(x, side, side) or (None, 1)
+        mean, std = self.stats()
+        res = _sprinkle(x, v['p'], v['n'], v['size'], fill=self.fill, opacity=v['opacity'], mean=mean, std=std,
+                        which=which, where=where, stride=stride)
         self.coverage = res.coverage
         self.log(pct=pct, **v, coverage=res.coverage.mean())
         return res.x
-
-# %% ../nbs/03_sprinkles.ipynb #250d70b1
-def _changed(x0:Tensor, x1:Tensor) -> Tensor:
-    "The fraction of each image's pixels that differ"
-    return (x0 != x1).any(1).float().mean((1, 2)).as_subclass(Tensor)
-
-@patch
-def show_augmented(self:Learner,
-                   pcts:tuple=(0.3, 0.6, 0.9), # fractions of training, one row each
-                   n:int=4, # images per row
-                   figsize:tuple|None=None, # 1.8 inches an image when None
-                  ):
-    "Draw a training batch as the learner's batch augmentations change it at the fractions `pcts` of training"
-    xb, yb = (b := self.dls.train.one_batch())[:self.dls.n_inp], b[self.dls.n_inp:]
-    augs = [c for c in self.cbs.sorted('order') if isinstance(c, BatchAugment)]
-    every = augs + [m for a in augs for m in getattr(a, 'augs', [])]  # `OneOf`'s members too
-    maps = [c for c in self.cbs.sorted('order') if hasattr(c, 'compute') and hasattr(c, 'sal')]  # saliency hooks
-    saved = [(a, a.at_pct, getattr(a, '_hist', None)) for a in every]
-    fig, axs = plt.subplots(len(pcts), n, figsize=figsize or (1.8*n, 1.9*len(pcts)), squeeze=False)
-    try:
-        self.xb, self.yb = xb, yb
-        for h in maps: h.sal = h.compute(xb[0], yb[0])
-        for a in every: a.find_stats(self.dls)
-        for r, pct in enumerate(pcts):
-            x = xb[0]
-            for a in every: a.at_pct = pct
-            for a in augs: x = a.augment(x)
-            cov, imgs = _changed(xb[0], x).tolist(), self.dls.decode((x,))[0]
-            lam = next((a.lam.tolist() for a in every if a.mixes_labels and a.lam is not None), None)
-            for i, ax in enumerate(axs[r]):
-                show_image(imgs[i], ax=ax)
-                if maps: ax.imshow(maps[0].sal[i].cpu(), cmap='magma', alpha=0.3)
-                ax.set_title(f"{pct:.0%}: {cov[i]:.0%}" + (f", λ={lam[i]:.2f}" if lam is not None else ''), fontsize=8)
-    finally:
-        for a, at, h in saved:
-            a.at_pct = at
-            if h is not None: a._hist = h
-        for h in maps: h.sal = None
-    fig.tight_layout()
 
 # %% ../nbs/03_sprinkles.ipynb #e62efc6c
 def mean_coverage(cb:ProgressiveSprinkles, # the callback whose values are measured

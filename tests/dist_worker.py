@@ -28,9 +28,9 @@ from fastai.torch_core import rank_distrib, num_distrib
 
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
-from fastai_sprinkles.cutmix import CutMix
 from fastai_sprinkles.saliency import SaliencyHook, unwrap_model
 from fastai_sprinkles.keep import KeepCutout
+from helpers import AUGMENTATIONS
 
 # ---------------------------------------------------------------- test-only shim for fastai's CUDA assumptions
 
@@ -112,12 +112,12 @@ def train(name, cbs, epochs, out):
     if hasattr(learn, 'progressive_sprinkles'): rec['hist_p'] = learn.progressive_sprinkles.hist['p']
     (Path(out)/f'{name}-rank{rank_distrib()}.json').write_text(json.dumps(rec))
 
-RUNS = {
+RUNS = {  # name -> (callbacks, epochs): the runs the tests look into, and each augmentation of the registry
     'sprinkles': (lambda: [Annealer({'progressive_sprinkles.p': SchedLin(0.25, 1.), 'bs': SchedLin(4, 8)}),
                            ProgressiveSprinkles(p=0.5, n=(1, 3), size=0.2, fill='zero')], 2),
-    'cutmix': (lambda: [CutMix()], 1),
     'saliency_full': (lambda: [SaliencyHook('full'), KeepCutout(size=0.25)], 1),
     'saliency_lowres': (lambda: [SaliencyHook('lowres'), KeepCutout(size=0.25)], 1),
+    **{name: (make, 1) for name, make in AUGMENTATIONS.items()},  # 'cutmix' among them: CutMix()
 }
 
 if __name__ == '__main__':

@@ -1,8 +1,12 @@
-"Helpers shared by the learner tests: run a learner quietly, make a callback from a few events, random image data."
+"""Helpers shared by the learner tests: run a learner quietly, make a callback from a few events, random image data, and
+the registry of augmentations that every "each augmentation" suite runs."""
 import warnings
 import torch
 from torch.utils.data import TensorDataset
 from fastai.basics import Callback, DataLoaders, TfmdDL
+from fastai.callback.schedule import SchedLin
+from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, KeepCutout, KeepCutMix,
+                                  KeepSprinkles, SelectivePaste, GridMask)
 
 def quiet(learn, meth='fit', *args, **kwargs):
     "Call `learn.meth(*args, **kwargs)` without progress bars, logging or warnings (GradScaler and autocast warn without CUDA)"
@@ -27,3 +31,28 @@ def rand_dls(n=96, bs=16, seed=0, size=16, n_out=3):
     k = n*2//3
     return DataLoaders(TfmdDL(TensorDataset(xs[:k], ys[:k]), bs=bs, shuffle=True),
                        TfmdDL(TensorDataset(xs[k:], ys[k:]), bs=bs))
+
+# ---------------------------------------------------------------- every augmentation, registered once
+
+def flip_dim(x):
+    "The image-level augmentation `SelectivePaste` wraps here: flipped and dimmed (a function: the learner exports)"
+    return x.flip(-1)*.5
+
+# name -> the callbacks of one configuration of each augmentation, made fresh (after the learner's seed, as a sweep
+# makes them). Every suite that runs "each augmentation" reads this: export and `load_learner` (test_robustness), no host
+# sync on the device path (test_no_sync), reduced precision and channels_last (test_precision), golden batches
+# (make_golden), two-process training (dist_worker), `lr_find`/`get_preds` and the contract of the base (test_augment).
+# So a new augmentation is registered here, once. Each configuration changes every training batch, and needs no
+# `Normalize` in the DataLoaders; a suite adds its own variants (other fills, pairings, ...) beside these.
+AUGMENTATIONS = {
+    'sprinkles-noise': lambda: [ProgressiveSprinkles(p=1., n=(1, SchedLin(2, 6)), size=(.05, SchedLin(.1, .2)),
+                                                     fill='noise', opacity=.7)],
+    'cutout':          lambda: [ProgressiveSprinkles(p=1., n=1, size=.5)],
+    'cutmix':          lambda: [CutMix()],
+    'oneof':           lambda: [OneOf([CutMix(), ProgressiveSprinkles()], ps=[.5, .5])],
+    'keep-cutout':     lambda: [SaliencyHook('lowres'), KeepCutout(size=.5)],
+    'keep-cutmix':     lambda: [SaliencyHook('lowres'), KeepCutMix()],
+    'keep-sprinkles':  lambda: [SaliencyHook('lowres'), KeepSprinkles(p=1., n=(2, 6), size=.15)],
+    'selective-paste': lambda: [SaliencyHook('full'), SelectivePaste(flip_dim, size=.4)],
+    'gridmask':        lambda: [GridMask()],
+}

@@ -153,28 +153,30 @@ def _fit(cbs, epochs=2, **kw):
 def _cfg(name):
     "The callbacks of configuration `name`, made after the learner's seed: the order a sweep makes them in"
     import fastai_sprinkles.all as fs
-    CutMix = fs.CutMix
-    return {
-        'progressive':        lambda: [fs.ProgressiveSprinkles()],
+    from helpers import AUGMENTATIONS
+    return {  # variants of this record; each augmentation's own configuration comes from the registry
+        'progressive':         lambda: [fs.ProgressiveSprinkles()],
         'progressive-frosted': lambda: [fs.ProgressiveSprinkles(fill='noise', opacity=.7)],
-        'progressive-mean':   lambda: [fs.ProgressiveSprinkles(p=.7, n=(2, 9), size=(.05, .2), fill='mean')],
-        'cutout':             lambda: [fs.ProgressiveSprinkles(p=1., n=1, size=.5)],
-        'sprinkles-fixed':    lambda: [fs.fixed_sprinkles(fs.ProgressiveSprinkles(), 64)],
-        'cutmix':             lambda: [CutMix()],
-        'cutmix-batch':       lambda: [CutMix(p=.7, per_sample=False)],
-        'cutmix-shuffle':     lambda: [CutMix(alpha=.5, pairing='shuffle')],
-        'oneof':              lambda: [fs.OneOf([CutMix(), fs.ProgressiveSprinkles()], ps=[.5, .5])],
-        'oneof-sprinkles':    lambda: [fs.OneOf([fs.ProgressiveSprinkles(p=1., n=3, size=.2), fs.ProgressiveSprinkles(p=1., n=1, size=.5, fill='noise')], ps=[.4, .4])],
-        'keep-cutout':        lambda: [fs.SaliencyHook('lowres'), fs.KeepCutout(size=.5)],
-        'keep-cutout-full':   lambda: [fs.SaliencyHook('full'), fs.KeepCutout(p=.8, size=.3, fill='noise', opacity=.5)],
-        'keep-cutmix':        lambda: [fs.SaliencyHook('lowres'), fs.KeepCutMix()],
-        'keep-sprinkles':     lambda: [fs.SaliencyHook('lowres'), fs.KeepSprinkles(p=1., n=(2, 6), size=.15)],
-        'selective-paste':    lambda: [fs.SaliencyHook('full'), fs.SelectivePaste(lambda x: x.flip(-1)*.5, size=.4)],
+        'progressive-mean':    lambda: [fs.ProgressiveSprinkles(p=.7, n=(2, 9), size=(.05, .2), fill='mean')],
+        'sprinkles-fixed':     lambda: [fs.fixed_sprinkles(fs.ProgressiveSprinkles(), 64)],
+        'cutmix-batch':        lambda: [fs.CutMix(p=.7, per_sample=False)],
+        'cutmix-shuffle':      lambda: [fs.CutMix(alpha=.5, pairing='shuffle')],
+        'oneof-sprinkles':     lambda: [fs.OneOf([fs.ProgressiveSprinkles(p=1., n=3, size=.2),
+                                                  fs.ProgressiveSprinkles(p=1., n=1, size=.5, fill='noise')], ps=[.4, .4])],
+        'keep-cutout-full':    lambda: [fs.SaliencyHook('full'),
+                                        fs.KeepCutout(p=.8, size=.3, fill='noise', opacity=.5)],
+        **AUGMENTATIONS,
     }[name]
 
-CONFIG_NAMES = ['progressive', 'progressive-frosted', 'progressive-mean', 'cutout', 'sprinkles-fixed', 'cutmix', 'cutmix-batch',
-                'cutmix-shuffle', 'oneof', 'oneof-sprinkles', 'keep-cutout', 'keep-cutout-full', 'keep-cutmix', 'keep-sprinkles',
-                'selective-paste']
+# the configurations recorded before the redesign (those of the registry among them: 'cutout', 'cutmix', 'oneof',
+# 'keep-cutout', 'keep-cutmix', 'keep-sprinkles', 'selective-paste'), then the registry's later ones
+RECORDED = ['progressive', 'progressive-frosted', 'progressive-mean', 'cutout', 'sprinkles-fixed', 'cutmix',
+            'cutmix-batch', 'cutmix-shuffle', 'oneof', 'oneof-sprinkles', 'keep-cutout', 'keep-cutout-full',
+            'keep-cutmix', 'keep-sprinkles', 'selective-paste']
+
+def _config_names():
+    from helpers import AUGMENTATIONS
+    return RECORDED + [n for n in AUGMENTATIONS if n not in RECORDED]
 
 def f_fixed_p():
     import fastai_sprinkles.all as fs
@@ -196,10 +198,19 @@ def case(name:str):
         finally: torch.set_num_threads(th)
     return fingerprint(FUNCTIONS[name]())
 
-def all_cases(): return [*FUNCTIONS, *(f'fit:{n}' for n in CONFIG_NAMES)]
+def all_cases(): return [*FUNCTIONS, *(f'fit:{n}' for n in _config_names())]
+
+def _line(k, v) -> str: return f'{json.dumps(k)}: {json.dumps(v, sort_keys=True)}'
 
 if __name__ == '__main__':
+    # `python tests/make_golden.py`: record every case; `python tests/make_golden.py fit:name ...`: record only these
+    # (new) cases and add them to the file, leaving the recorded ones as they are
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    res = {k: case(k) for k in all_cases()}
-    GOLDEN.write_text('{\n' + ',\n'.join(f'{json.dumps(k)}: {json.dumps(v, sort_keys=True)}' for k, v in res.items()) + '\n}\n')
-    print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes, {len(res)} cases)")
+    names = sys.argv[1:]
+    if not names: lines = [_line(k, case(k)) for k in all_cases()]
+    else:
+        recorded = json.loads(GOLDEN.read_text())
+        if set(names) & set(recorded): sys.exit(f"already recorded: {sorted(set(names) & set(recorded))}")
+        lines = GOLDEN.read_text().strip()[2:-2].split(',\n') + [_line(k, case(k)) for k in names]
+    GOLDEN.write_text('{\n' + ',\n'.join(lines) + '\n}\n')
+    print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes, {len(lines)} cases)")

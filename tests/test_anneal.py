@@ -377,7 +377,7 @@ def test_recorder_and_plots(tmp_path):
     (dict(scheds={'knobs.p': object()}), TypeError, r"scheds\['knobs.p'\] must be a constant"),
     (dict(scheds={'bs': 0}), ValueError, r"scheds\['bs'\] gives 0; batch sizes must be >= 1"),
     (dict(scheds={'bs': 'big'}), ValueError, r"scheds\['bs'\] must be a number"),
-    (dict(scheds={'knobs.p': 1}, every=0), ValueError, 'every must be an int >= 1 or None; got 0'),
+    (dict(scheds={'knobs.p': 1}, every=0), ValueError, 'every must be an int >= 1 or None, got 0'),
     (dict(scheds={'knobs.p': 1}, every=1.5), ValueError, 'every must be an int >= 1'),
     (dict(scheds={'knobs.p': 1}, every={'knobs.p': -1}), ValueError, r"every\['knobs.p'\] must be an int >= 1"),
     (dict(scheds={'knobs.p': 1}, every={'knobs.q': 2}), ValueError, "every has key 'knobs.q', which is not a key of scheds"),

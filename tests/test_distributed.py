@@ -1,7 +1,8 @@
 """Real 2-process distributed training on the CPU (gloo), through fastai's `learn.distrib_ctx()` (Hugging Face Accelerate).
 
-One `torchrun` launch of `tests/dist_worker.py` trains a tiny CNN four times on both ranks: ProgressiveSprinkles annealed
-by an `Annealer` (with a batch-size ramp), CutMix, and SaliencyHook ('full', then 'lowres') with KeepCutout. Each rank
+One `torchrun` launch of `tests/dist_worker.py` trains a tiny CNN several times on both ranks: ProgressiveSprinkles annealed
+by an `Annealer` (with a batch-size ramp), SaliencyHook ('full', then 'lowres') with KeepCutout, and each augmentation of
+the registry in `tests/helpers.py` (CutMix among them). Each rank
 writes what it saw at every training batch; the tests compare the two ranks' records. The worker carries a test-only shim
 for the two places where fastai's distributed code assumes CUDA.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch.distributed as dist
+from helpers import AUGMENTATIONS
 
 if not dist.is_available() or not dist.is_gloo_available():
     pytest.skip("torch.distributed with the gloo backend is not available", allow_module_level=True)
@@ -17,7 +19,7 @@ pytest.importorskip('accelerate', reason="fastai.distributed needs Hugging Face 
 
 WORKER = Path(__file__).with_name('dist_worker.py')
 ROOT = WORKER.parent.parent
-RUNS = ('sprinkles', 'cutmix', 'saliency_full', 'saliency_lowres')
+RUNS = ('sprinkles', 'saliency_full', 'saliency_lowres', *AUGMENTATIONS)  # as in the worker
 N_TRAIN, WORLD = 64, 2  # as in the worker
 TIMEOUT = 240  # seconds: a deadlocked collective ends the launch here instead of hanging the suite
 
@@ -96,7 +98,7 @@ def test_batch_size_ramp_applies_per_rank(launch):
         assert r['anneal']['bs'] == [4]*8 + [6]*6
         assert [row['bs'] for row in r['rows']] == [4]*8 + [6]*5 + [2]
 
-@pytest.mark.parametrize('name', ['sprinkles', 'cutmix'])
+@pytest.mark.parametrize('name', ['sprinkles', *AUGMENTATIONS])
 def test_ranks_draw_their_own_holes(launch, name):
     "Hole masks depend only on the random draws: on each batch the two ranks' masks must differ"
     r0, r1 = both(launch, name)
@@ -125,6 +127,6 @@ def test_saliency_pass_keeps_ddp_in_sync(launch, name):
     assert any(a['mask_sha1'] != b['mask_sha1'] for a, b in zip(r0['rows'], r1['rows']))
 
 def test_other_runs_keep_ddp_in_sync(launch):
-    for name in ('sprinkles', 'cutmix'):
+    for name in ('sprinkles', *AUGMENTATIONS):
         r0, r1 = both(launch, name)
         assert r0['params'] == r1['params'] and r0['params'] != r0['start']

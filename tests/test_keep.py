@@ -429,3 +429,30 @@ def test_saliency_follows_the_label_not_the_top_logit():
         assert torch.equal(s[i] > 0, A if lab == 0 else B)
     soft = saliency(net, x, torch.nn.functional.one_hot(y, 2).float())  # float targets weigh the logits alike
     assert torch.equal(soft, s)
+
+def test_keep_cutout_fill_mean_without_normalize_is_a_clear_error():
+    """`fill='mean'` on DataLoaders without `Normalize` (and no `mean`, `std`) fails at `before_fit`, as for sprinkles,
+    instead of painting black; with the statistics given, it paints their mean"""
+    cbs = [SaliencyHook('lowres'), KeepCutout(fill='mean')]
+    learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=cbs)
+    with pytest.raises(ValueError, match="fill='mean' paints the data set mean, but the DataLoaders have no Normalize"):
+        quiet(learn, 'fit', 1)
+    seen = []
+    kc = KeepCutout(fill='mean', mean=[.2]*3, std=[.5]*3)
+    spy = cb(5, before_batch=lambda c: c.training and seen.append(c.xb[0].clone()))
+    learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('lowres'), kc, spy])
+    quiet(learn, 'fit', 1)
+    holes = box_mask(*kc.boxes, 16, 16)[:, 0]
+    assert bool(holes.any()) and bool((seen[-1].permute(0, 2, 3, 1)[holes] == 0).all())  # the mean is 0 once normalised
+
+def test_keep_cutmix_tau_and_grid_are_checked_when_set():
+    "`tau` and `grid` are checked whenever they are set: by you, or by an `Annealer` during the fit"
+    kc = KeepCutMix()
+    with pytest.raises(ValueError, match=r'tau must be in \(0, 1\)'): kc.tau = 1.
+    with pytest.raises(ValueError, match='grid must be an int >= 1'): kc.grid = 0
+    assert (kc.tau, kc.grid) == (.6, 32)  # the bad values were not kept
+    learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('lowres'), KeepCutMix()])
+    # tau=1, the top quantile, would allow every position: plain CutMix, silently
+    with pytest.raises(ValueError, match=r'tau must be in \(0, 1\), got 1.0'):
+        quiet(learn, 'fit', 1, cbs=Annealer({'keep_cut_mix.tau': 1.}))
+    assert learn.keep_cut_mix.tau == .6  # and the Annealer put it back

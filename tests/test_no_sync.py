@@ -18,8 +18,8 @@ from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import ResBlock
 import fastai_sprinkles.boxes as boxes
 from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, EarlyHeadTrainer, KeepCutout, KeepCutMix,
-                                  KeepSprinkles, SelectivePaste, Annealer, fixed_sprinkles, on_host)
-from helpers import quiet
+                                  Annealer, fixed_sprinkles, on_host)
+from helpers import quiet, AUGMENTATIONS
 
 aten = torch.ops.aten
 SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.unique_consecutive, aten._unique2, aten.unique_dim,
@@ -86,22 +86,15 @@ def learner(cbs):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ResBlock(1, 8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
 
-CONFIGS = {
+CONFIGS = {  # each augmentation of the registry, and variants of this suite
+    **AUGMENTATIONS,
     'progressive':          lambda: [ProgressiveSprinkles()],
-    'sprinkles-noise':      lambda: [ProgressiveSprinkles(p=.8, n=(2, 8), size=(.05, .3), fill='noise', opacity=.6)],
     'sprinkles-many':       lambda: [ProgressiveSprinkles(p=1., n=70, size=.05, fill='noise')],
     'sprinkles-mean':       lambda: [ProgressiveSprinkles(p=1., n=3, size=.2, fill='mean')],
-    'cutout':               lambda: [ProgressiveSprinkles(p=1., n=1, size=.5)],
     'sprinkles-fixed':      lambda: [fixed_sprinkles(ProgressiveSprinkles(), 32)],
     'annealed':             lambda: [ProgressiveSprinkles(p=0., n=3, size=.2), Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'bs': SchedLin(16, 24)})],
-    'cutmix':               lambda: [CutMix()],
     'cutmix-roll':          lambda: [CutMix(pairing='roll', p=.5)],
     'cutmix-batch':         lambda: [CutMix(per_sample=False)],
-    'oneof':                lambda: [OneOf([CutMix(), ProgressiveSprinkles(p=1., n=4, size=.2)], ps=[.4, .4])],
-    'keep-cutout':          lambda: [SaliencyHook('lowres'), KeepCutout(size=.5, fill='noise')],
-    'keep-cutmix':          lambda: [SaliencyHook('full'), KeepCutMix()],
-    'keep-sprinkles':       lambda: [SaliencyHook('lowres'), KeepSprinkles(p=1., n=(2, 6), size=.15)],
-    'selective-paste':      lambda: [SaliencyHook('full'), SelectivePaste(lambda x: x.flip(-1), size=.4)],
     'oneof-keep':           lambda: [SaliencyHook('lowres'), OneOf([KeepCutMix(), KeepCutout(size=.3)], ps=[.5, .5])],
     'early':                lambda: [SaliencyHook('early'), KeepCutMix()],
     'early-trainer':        lambda: [EarlyHeadTrainer(weight=.5), SaliencyHook('early'), KeepCutMix()],

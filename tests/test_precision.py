@@ -13,12 +13,11 @@ from torch.utils.data import TensorDataset
 from fastai.basics import Learner, DataLoaders, TfmdDL, Callback, CrossEntropyLossFlat
 from fastai.data.transforms import Normalize
 
-from helpers import quiet, cb
+from helpers import quiet, cb, AUGMENTATIONS
 from fastai_sprinkles.fills import sprinkle
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.cutmix import CutMix, cutmix
-from fastai_sprinkles.saliency import SaliencyHook, saliency, lowres_saliency
-from fastai_sprinkles.keep import KeepCutout, KeepCutMix, KeepSprinkles
+from fastai_sprinkles.saliency import saliency, lowres_saliency
 
 torch.set_num_threads(1)
 
@@ -81,18 +80,13 @@ def convert_xb(**kw):
     def conv(c): c.learn.xb = (c.xb[0].to(**kw), *c.xb[1:])
     return cb(-10, before_batch=conv)
 
-SETUPS = {
-    'sprinkles-zero':      lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='zero')],
+SETUPS = {  # each augmentation of the registry, and the fills and pairings of this suite
+    **AUGMENTATIONS,
     'sprinkles-zero-0.5':  lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='zero', opacity=.5)],
     'sprinkles-mean':      lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='mean')],
     'sprinkles-mean-0.5':  lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='mean', opacity=.5)],
-    'sprinkles-noise':     lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='noise')],
-    'sprinkles-noise-0.5': lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='noise', opacity=.5)],
-    'cutmix-roll':         lambda: [CutMix(pairing='roll')],
+    'sprinkles-noise-1':   lambda: [ProgressiveSprinkles(p=1., n=(2, 4), size=.25, fill='noise')],
     'cutmix-shuffle':      lambda: [CutMix(pairing='shuffle')],
-    'keep-cutout':         lambda: [SaliencyHook('lowres'), KeepCutout(size=.4)],
-    'keep-cutmix':         lambda: [SaliencyHook('lowres'), KeepCutMix()],
-    'keep-sprinkles':      lambda: [SaliencyHook('lowres'), KeepSprinkles(p=1., n=(2, 4), size=.2)],
 }
 MODES = ('fp16', 'bf16', 'cpu_autocast', 'channels_last', 'bf16_inputs')
 

@@ -16,11 +16,10 @@ from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.layers import ResBlock
 from fastai.vision.core import TensorImage
 
-from helpers import rows, quiet, cb
+from helpers import rows, quiet, cb, AUGMENTATIONS
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles
 from fastai_sprinkles.anneal import Annealer
 from fastai_sprinkles.cutmix import CutMix
-from fastai_sprinkles.oneof import OneOf
 from fastai_sprinkles.saliency import SaliencyHook
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix
 
@@ -82,13 +81,11 @@ def _cfg_annealer():
     return [ProgressiveSprinkles(p=.5, n=3, size=.2),
             Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'bs': SchedLin(8, 16)}, lr_scale='sqrt')]
 
-EXPORT_CONFIGS = {
+EXPORT_CONFIGS = {  # each augmentation of the registry, and the other callbacks
+    **AUGMENTATIONS,
     'sprinkles': lambda: [ProgressiveSprinkles(fill='mean')],
     'annealer': _cfg_annealer,
-    'cutmixer': lambda: [CutMix(alpha=.5)],
-    'saliency_lowres_keep_cutout': lambda: [SaliencyHook('lowres'), KeepCutout(size=.3)],
     'saliency_early_keep_cutmix': lambda: [SaliencyHook('early'), KeepCutMix()],
-    'one_of': lambda: [OneOf([CutMix(), ProgressiveSprinkles()])],
 }
 
 @pytest.mark.parametrize('name', list(EXPORT_CONFIGS))
