@@ -1,7 +1,7 @@
 """Golden batches: what every public function and callback produces for fixed seeds, as compact fingerprints.
 
 `python tests/make_golden.py` writes `tests/golden.json`; `tests/test_golden.py` checks that the code reproduces
-it bit for bit. The file was written before the core was redesigned, so the test holds the redesign to the same
+it: batches, boxes, masks, labels and partners bit for bit, training losses within a stated tolerance. The file was written before the core was redesigned, so the test holds the redesign to the same
 batches for the same seeds: the evidence sweeps stay comparable across it. Each case calls the current API; where
 an API was renamed, the case calls the new name and keeps its key.
 """
@@ -187,19 +187,16 @@ FUNCTIONS = dict(sample_boxes=f_sample_boxes, paint=f_paint, sprinkle=f_sprinkle
 def case(name:str):
     "The fingerprint of one case: a function's key in `FUNCTIONS`, or 'fit:' and a configuration name"
     torch.manual_seed(0)
-    if name.startswith('fit:'):
-        # the training step is part of the record (the Keep family's maps depend on the trained weights): one thread
-        # keeps CPU reductions in a fixed order
-        th = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try: return fingerprint(_fit(_cfg(name[4:])()))
-        finally: torch.set_num_threads(th)
+    # the training step is part of the record (the Keep family's maps depend on the trained weights); it runs with the
+    # process's threads: test_golden compares its losses within a tolerance that covers the thread count and the kernels
+    if name.startswith('fit:'): return fingerprint(_fit(_cfg(name[4:])()))
     return fingerprint(FUNCTIONS[name]())
 
 def all_cases(): return [*FUNCTIONS, *(f'fit:{n}' for n in CONFIG_NAMES)]
 
 if __name__ == '__main__':
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    torch.set_num_threads(1)  # the record is made with one thread: CPU reductions in one fixed order
     res = {k: case(k) for k in all_cases()}
     GOLDEN.write_text('{\n' + ',\n'.join(f'{json.dumps(k)}: {json.dumps(v, sort_keys=True)}' for k, v in res.items()) + '\n}\n')
     print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes, {len(res)} cases)")
