@@ -25,3 +25,9 @@ def tmp_data(tmp_path, monkeypatch):
     monkeypatch.setattr(d, 'host_answers', lambda url, timeout=3.: False)
     monkeypatch.delenv('SPRINKLES_DATA', raising=False)
     return root
+
+def pytest_report_header(config):
+    "torch's CPU kernels and threads, on which the last bits of float results depend (see tests/test_golden.py)"
+    import torch
+    cap = torch.backends.cpu.get_cpu_capability()
+    return f"torch {torch.__version__}: CPU capability {cap}, {torch.get_num_threads()} threads"

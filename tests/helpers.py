@@ -5,7 +5,8 @@ from torch.utils.data import TensorDataset
 from fastai.basics import Callback, DataLoaders, TfmdDL
 
 def quiet(learn, meth='fit', *args, **kwargs):
-    "Call `learn.meth(*args, **kwargs)` without progress bars, logging or warnings (GradScaler and autocast warn without CUDA)"
+    """Call `learn.meth(*args, **kwargs)` without progress bars, logging or warnings (GradScaler and autocast warn
+    without CUDA)"""
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return getattr(learn, meth)(*args, **kwargs)
