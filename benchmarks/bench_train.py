@@ -71,14 +71,17 @@ class DeviceDL(TfmdDL):
     def create_item(self, s): return 0 if s is None else s
     def create_batch(self, b): return TensorImage(self.xs[b[0]:b[-1] + 1]), TensorCategory(self.ys[b[0]:b[-1] + 1])
 
-def device_dls(n:int, size:int, bs:int, dev, channels_last:bool, seed:int=0) -> DataLoaders:
-    "`n` random images of `size` px in [0, 1] with labels on `dev`, normalised with ImageNet's statistics"
+def device_data(n:int, size:int, dev, channels_last:bool, seed:int=0) -> tuple:
+    "`n` random images of `size` px in [0, 1] and their labels, on `dev`: one copy that every learner reads"
     g = torch.Generator().manual_seed(seed)
     xs, ys = torch.rand(n, 3, size, size, generator=g), torch.randint(0, N_CLS, (n,), generator=g)
-    xs = xs.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return xs.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format), ys.to(dev)
+
+def device_dls(xs, ys, bs:int, dev) -> DataLoaders:
+    "Training batches of `bs` from `xs`, `ys` (read, never written), normalised with ImageNet's statistics"
     norm = lambda: [Normalize.from_stats(*imagenet_stats, cuda=dev.type == 'cuda')]
-    dls = DataLoaders(DeviceDL(xs, ys.to(dev), bs, after_batch=norm()),
-                      DeviceDL(xs[:bs], ys[:bs].to(dev), bs, after_batch=norm()), device=dev)
+    dls = DataLoaders(DeviceDL(xs, ys, bs, after_batch=norm()), DeviceDL(xs[:bs], ys[:bs], bs, after_batch=norm()),
+                      device=dev)
     dls.c = N_CLS
     return dls
 
@@ -151,10 +154,10 @@ def syncs_per_step(learn, cuda:bool) -> float:
 
 # ---------------------------------------------------------------- the run
 
-def make_learner(name, a, dev, cuda:bool):
+def make_learner(name, a, data, dev, cuda:bool):
     "The `Learner` of configuration `name`: the same data and initial weights as every other"
     set_seed(0)
-    dls = device_dls(a.bs*a.steps, a.size, a.bs, dev, channels_last=cuda)
+    dls = device_dls(*data, a.bs, dev)
     cbs, tfms = split_config(CONFIGS[name](SimpleNamespace(size=a.size, bs=a.bs, epochs=1, seed=0)))
     for t in tfms: dls.train.after_batch.add(t)
     model = tiny_net() if a.arch == 'tiny' else ARCHS[a.arch](n_out=N_CLS)
@@ -199,7 +202,8 @@ def main():
     c0, w0 = cpu_seconds(), time.time()
 
     names = list(CONFIGS)
-    learners = {k: make_learner(k, a, dev, cuda) for k in names}
+    data = device_data(a.bs*a.steps, a.size, dev, channels_last=cuda)
+    learners = {k: make_learner(k, a, data, dev, cuda) for k in names}
     for learn, _ in learners.values(): fit_once(learn)  # warm-up
     syncs = {k: syncs_per_step(learn, cuda) for k, (learn, _) in learners.items()}
     speed = {k: [] for k in names}
