@@ -23,12 +23,12 @@ How each is driven:
 * torchvision `transforms.v2.CutMix(num_classes=10)`: one box per batch; includes the one-hot targets.
 * kornia `RandomCutMixV2(use_correct_lambda=True)`: a box per image; returns labels and λs.
 """
-import argparse, os, statistics, time, warnings
+import argparse, os, time, warnings
 from datetime import datetime, timezone
 from types import SimpleNamespace
 warnings.filterwarnings('ignore')
 import torch
-from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
+from common import cpu_seconds, cpu_name, other_load, run_rounds, bench_train_step
 
 from fastai_sprinkles.cutmix import cutmix, CutMix, cutmix_boxes, sample_lam, partners
 from fastai_sprinkles.boxes import box_mask
@@ -135,7 +135,8 @@ def bench_paste(dev, repeats):
            '(part) box_mask(boxes, valid, H, W)': lambda: box_mask(boxes, valid[:, None], H, W)}
     ref = where_new()
     for name, f in fns.items():
-        if not name.startswith('(part)'): assert torch.equal(f(), torch.where(mask, x[rolled], x) if 'roll' in name else ref), name
+        if not name.startswith('(part)'):
+            assert torch.equal(f(), torch.where(mask, x[rolled], x) if 'roll' in name else ref), name
     times = run_rounds(fns, dev, repeats)
     print(f"\n## {dev.type}: pasting the boxes ({frac:.0%} of the pixels pasted), {repeats} rounds\n")
     print(f"| {'paste':66s} | median ms | min ms |")

@@ -1,4 +1,5 @@
-"""Cost of KeepAugment's saliency: training-step time of Cutout against KeepCutout with full, low-resolution and early-head maps.
+"""Cost of KeepAugment's saliency: training-step time of Cutout against KeepCutout with full, low-resolution and
+early-head maps.
 
 Run from the repository root:
 
@@ -6,8 +7,8 @@ Run from the repository root:
 
 Each method is a fastai `Learner` (xresnet18, 10 classes, Adam, float32) on the same synthetic batches of
 `bs`x3x`size`x`size`: Cutout is `ProgressiveSprinkles(p=1, n=1, size=0.5)` (one black square of half the shorter
-side, centred anywhere, clipped), and KeepCutout is `SaliencyHook(mode)` + `KeepCutout(size=0.5)`; 'early' is the early head on the half-size copy
-(factor 2, the default) and 'early f1' at full size, the paper's variant. A step is
+side, centred anywhere, clipped), and KeepCutout is `SaliencyHook(mode)` + `KeepCutout(size=0.5)`; 'early' is the
+early head on the half-size copy (factor 2, the default) and 'early f1' at full size, the paper's variant. A step is
 timed from the first callback's `before_batch` to `after_batch` (augmentation, saliency, forward, loss, backward,
 optimizer step). Methods take turns, `--batches` training batches each per round, for `--rounds` rounds, so load
 from other processes hits them alike; the first round is a warm-up and is not counted. Region scoring (summed-area
@@ -53,8 +54,10 @@ def main():
     print(f"# bench_keep, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     cpu = cpu_name()
     gpu = f", GPU {torch.cuda.get_device_name()}" if dev == 'cuda' else ''
-    print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}{gpu}; torch {torch.__version__}, fastai {fastai.__version__}")
-    print(f"xresnet18, batch {a.bs}x3x{a.size}x{a.size}, {a.rounds} rounds of {a.batches} steps (the first round is a warm-up)")
+    print(f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}{gpu}; "
+          f"torch {torch.__version__}, fastai {fastai.__version__}")
+    print(f"xresnet18, batch {a.bs}x3x{a.size}x{a.size}, {a.rounds} rounds of {a.batches} steps "
+          "(the first round is a warm-up)")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     c0, w0 = cpu_seconds(), time.time()
 
@@ -65,7 +68,8 @@ def main():
                'KeepCutout full': lambda: [SaliencyHook('full'), KeepCutout(size=.5)],
                'KeepCutout lowres': lambda: [SaliencyHook('lowres', factor=2), KeepCutout(size=.5)],
                'KeepCutout early': lambda: [SaliencyHook('early'), KeepCutout(size=.5)],  # factor 2, the default
-               'KeepCutout early f1': lambda: [SaliencyHook('early', factor=1), KeepCutout(size=.5)]}  # full size: the paper's
+               # full size: the paper's
+               'KeepCutout early f1': lambda: [SaliencyHook('early', factor=1), KeepCutout(size=.5)]}
     learners, timers = {}, {}
     for k, cbs in methods.items():
         torch.manual_seed(0)
@@ -79,8 +83,8 @@ def main():
             with l.no_bar(), l.no_logging(): l.fit(1, 1e-3)
     med = {k: statistics.median(t.times) for k, t in timers.items()}
     ref = med['Cutout']
-    print(f"\n| method              | steps | median s/step | min s/step | x Cutout | paper (Table 3) |")
-    print(f"|---------------------|------:|--------------:|-----------:|---------:|----------------:|")
+    print("\n| method              | steps | median s/step | min s/step | x Cutout | paper (Table 3) |")
+    print("|---------------------|------:|--------------:|-----------:|---------:|----------------:|")
     for k, t in timers.items():
         p = f"{PAPER[k]:.2f}" if k in PAPER else "1.00" if k == 'Cutout' else "-"
         print(f"| {k:19s} | {len(t.times):5d} | {med[k]:13.3f} | {min(t.times):10.3f} | {med[k]/ref:8.2f} | {p:>15s} |")
@@ -97,8 +101,8 @@ def main():
         if dev == 'cuda': torch.cuda.synchronize()
         ts.append(time.perf_counter() - t)
     rs = statistics.median(ts)
-    print(f"\nregion scoring (keep_boxes on {a.bs} maps of {a.size}x{a.size}, at most 32x32 candidate centres): median {rs*1e3:.1f} ms "
-          f"= {rs/ref:.2%} of a Cutout step")
+    print(f"\nregion scoring (keep_boxes on {a.bs} maps of {a.size}x{a.size}, at most 32x32 candidate centres): "
+          f"median {rs*1e3:.1f} ms = {rs/ref:.2%} of a Cutout step")
     verdict = lambda r, t: f"{r:.2f}x ({'MET' if r <= t else 'MISSED'})"
     print(f"\ntargets: lowres <= 1.20x Cutout: {verdict(med['KeepCutout lowres']/ref, 1.2)}; "
           f"early <= 1.15x: {verdict(med['KeepCutout early']/ref, 1.15)} with the default factor 2, "

@@ -9,17 +9,18 @@ interleaved rounds (one call of each per round), so load from other processes hi
 gives medians in ms, the ratio to the frosted sprinkle, and the fraction of pixels each method changed
 (measured on a constant batch, so the amount of occlusion can be compared too).
 """
-import argparse, os, statistics, time, warnings
+import argparse, os, time, warnings
 from datetime import datetime, timezone
 warnings.filterwarnings('ignore')
 import numpy as np, torch
-from common import cpu_seconds, cpu_name, other_load, sync, run_rounds, bench_train_step
+from common import cpu_seconds, cpu_name, other_load, run_rounds, bench_train_step
 
 from fastai_sprinkles.boxes import sample_boxes, box_mask, _mask_cumsum, BOX_BITS
 from fastai_sprinkles.fills import sprinkle
 
 def box_mask_bmm(boxes, valid, H, W, dtype=torch.bool):
-    "The union of the boxes by a batched matrix product of row and column indicators: the mask builder the library does not use"
+    """The union of the boxes by a batched matrix product of row and column indicators: the mask builder the library
+    does not use"""
     y0, x0, y1, x1 = boxes.unbind(-1)
     r, c = torch.arange(H, device=boxes.device), torch.arange(W, device=boxes.device)
     rows = (r >= y0[..., None]) & (r < y1[..., None])
@@ -78,9 +79,11 @@ def bench_device(dev, repeats):
     sp = dict(p=1., n=N_HOLES, size=SIZE, generator=g)
     ours = {
         'sprinkle noise (frosted)': (lambda t: sprinkle(t, fill='noise', **sp).x, False, 'noise, 16 holes/img'),
-        'sprinkle noise, inplace': (lambda t: sprinkle(t, fill='noise', inplace=True, **sp).x, True, 'noise, 16 holes/img'),
+        'sprinkle noise, inplace': (lambda t: sprinkle(t, fill='noise', inplace=True, **sp).x, True,
+                                    'noise, 16 holes/img'),
         'sprinkle zero': (lambda t: sprinkle(t, fill='zero', **sp).x, False, 'zero, 16 holes/img'),
-        'sprinkle zero, inplace': (lambda t: sprinkle(t, fill='zero', inplace=True, **sp).x, True, 'zero, 16 holes/img'),
+        'sprinkle zero, inplace': (lambda t: sprinkle(t, fill='zero', inplace=True, **sp).x, True,
+                                   'zero, 16 holes/img'),
     }
     rows = {**ours, **peers(dev, x),
             'floor: x.mul_(mask), mask precomputed': (lambda t: t.mul_(keep), True, '(memory traffic only)')}
@@ -105,7 +108,8 @@ def bench_device(dev, repeats):
     timm16 = times['timm RandomErasing pixel, count=16'][0]
     print(f"\nfrosted vs timm pixel mode: {ref:.2f} vs {timm:.2f} ms = {ref/timm:.2f}x timm's time with its 1-4 boxes, "
           f"{ref/timm16:.2f}x with 16 boxes as ours ({timm16:.2f} ms)")
-    print(f"zero fill vs the floor: {zero:.2f} ms = {zero/floor:.2f}x the floor; in place {zero_ip:.2f} ms = {zero_ip/floor:.2f}x")
+    print(f"zero fill vs the floor: {zero:.2f} ms = {zero/floor:.2f}x the floor; "
+          f"in place {zero_ip:.2f} ms = {zero_ip/floor:.2f}x")
     return times
 
 def bench_compiled(dev, repeats):
@@ -129,10 +133,11 @@ def bench_compiled(dev, repeats):
                         'floor': lambda: x.mul_(keep), 'randn': lambda: torch.randn(n, device=dev), 'randn_c': randn_c},
                        dev, repeats)
     print(f"\n## {dev.type}: experiment, torch.compile (not in the library), median ms\n")
-    print(f"| what | median ms | min ms |\n|---|---:|---:|")
+    print("| what | median ms | min ms |\n|---|---:|---:|")
     for k, name in (('zero', f'zero fill, in place, one compiled kernel (first call compiled in {t1-t0:.1f} s)'),
                     ('zero eager', 'zero fill, in place, the library (eager)'), ('floor', 'floor: x.mul_(mask)'),
-                    ('randn', f'torch.randn({n:,}) eager'), ('randn_c', f'torch.randn({n:,}) compiled ({t2-t1:.1f} s)')):
+                    ('randn', f'torch.randn({n:,}) eager'),
+                    ('randn_c', f'torch.randn({n:,}) compiled ({t2-t1:.1f} s)')):
         print(f"| {name} | {times[k][0]:.2f} | {times[k][1]:.2f} |")
 
 def bench_pieces(dev, repeats):
@@ -155,7 +160,8 @@ def bench_pieces(dev, repeats):
         'sample_boxes': lambda: sample_boxes(B, H, W, N_HOLES, SIZE, device=dev),
         'frosted: hole_offsets (runs, strips, counts)': lambda: hole_offsets(*bx, H, W, C),
         f'frosted: torch.randn for the holes ({len(z):,} numbers)': lambda: torch.randn(len(z), device=dev),
-        'frosted: write, index_copy_ per channel': lambda: [x.view(-1)[c*H*W:].index_copy_(0, at, zc) for c, zc in enumerate(z.view(C, -1))],
+        'frosted: write, index_copy_ per channel':
+            lambda: [x.view(-1)[c*H*W:].index_copy_(0, at, zc) for c, zc in enumerate(z.view(C, -1))],
         'zero: box_mask, float (runs + index_select)': lambda: box_mask(*bx, H, W, torch.float32),
         'zero: coverage (sum of the mask)': lambda: w.flatten(1).sum(1),
         'zero: fill_values': lambda: fill_values('zero', C, device=dev),
@@ -179,7 +185,8 @@ def bench_masks(dev, repeats):
     for k in (1, 4, 16, 32, 48, 64, 128, 256):
         bx = sample_boxes(B, H, W, k, SIZE, generator=g, device=dev)
         assert torch.equal(box_mask_bmm(*bx, H, W), _mask_cumsum(*bx, H, W))
-        fns = {'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32), 'cumsum': lambda: _mask_cumsum(*bx, H, W, torch.float32)}
+        fns = {'bmm': lambda: box_mask_bmm(*bx, H, W, torch.float32),
+               'cumsum': lambda: _mask_cumsum(*bx, H, W, torch.float32)}
         if k <= BOX_BITS:
             assert torch.equal(box_mask(*bx, H, W), _mask_cumsum(*bx, H, W))
             fns['runs'] = lambda: box_mask(*bx, H, W, torch.float32)
@@ -192,7 +199,8 @@ if __name__ == '__main__':
     ap.add_argument('--repeats', type=int, default=50)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--no-train', action='store_true')
-    ap.add_argument('--compiled', action='store_true', help='also time the torch.compile experiment (needs a C++ compiler)')
+    ap.add_argument('--compiled', action='store_true',
+                    help='also time the torch.compile experiment (needs a C++ compiler)')
     ap.add_argument('--pieces', action='store_true', help='also time the steps of the in-place sprinkles apart')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

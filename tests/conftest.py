@@ -25,3 +25,38 @@ def tmp_data(tmp_path, monkeypatch):
     monkeypatch.setattr(d, 'host_answers', lambda url, timeout=3.: False)
     monkeypatch.delenv('SPRINKLES_DATA', raising=False)
     return root
+
+def pytest_report_header(config):
+    "torch's CPU kernels and threads, on which the last bits of float results depend (see tests/test_golden.py)"
+    import torch
+    cap = torch.backends.cpu.get_cpu_capability()
+    return f"torch {torch.__version__}: CPU capability {cap}, {torch.get_num_threads()} threads"
+
+# ---------------------------------------------------------------- CPU time of each test
+
+def _cpu_s() -> float:
+    "User + system CPU seconds of this process and of the subprocesses it has waited for"
+    import resource
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+def pytest_addoption(parser):
+    parser.addoption('--cpu-durations', type=int, default=0, metavar='N',
+                     help='list the N tests that used the most CPU time (user + system, with their subprocesses)')
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    t = _cpu_s()
+    yield
+    item.config.stash.setdefault(_CPU, {})[item.nodeid] = _cpu_s() - t
+
+_CPU = pytest.StashKey[dict]()
+
+def pytest_terminal_summary(terminalreporter, config):
+    "CPU time, not wall time, is what a test costs on a shared machine: the costliest tests, and the total"
+    n, times = config.getoption('--cpu-durations'), config.stash.get(_CPU, {})
+    if not n or not times: return
+    tr = terminalreporter
+    tr.write_sep('=', f'{min(n, len(times))} costliest tests in CPU time (user + system, subprocesses included)')
+    for k, v in sorted(times.items(), key=lambda kv: -kv[1])[:n]: tr.write_line(f'{v:8.1f}s  {k}')
+    tr.write_line(f'{sum(times.values()):8.1f}s  in all, over {len(times)} tests')

@@ -1,4 +1,5 @@
-"""One process of a 2-process CPU (gloo) training run through `learn.distrib_ctx()`, launched by `tests/test_distributed.py`.
+"""One process of a 2-process CPU (gloo) training run through `learn.distrib_ctx()`, launched by
+`tests/test_distributed.py`.
 
 Usage: `python -m torch.distributed.run --standalone --nproc_per_node 2 tests/dist_worker.py OUT_DIR`
 
@@ -88,11 +89,13 @@ class After(Callback):
         mask = (x0 != x).any(1)  # pixels changed by the augmentation: the holes or the pasted boxes
         row = dict(epoch=self.epoch, iter=self.iter, n_iter=self.n_iter, bs=int(x.shape[0]),
                    model=type(self.learn.model).__name__, dl=type(self.learn.dl).__name__,
-                   mask_sha1=digest(mask), mask_sum=int(mask.sum()), x_sha1=digest(x), finite=bool(torch.isfinite(x).all()))
+                   mask_sha1=digest(mask), mask_sum=int(mask.sum()), x_sha1=digest(x),
+                   finite=bool(torch.isfinite(x).all()))
         if hasattr(self.learn, 'progressive_sprinkles'): row['p'] = float(self.learn.progressive_sprinkles.p)
         if hasattr(self.learn, 'cut_mix'):
             cm = self.learn.cut_mix
-            row.update(boxes=cm.boxes.boxes.tolist(), valid=cm.boxes.valid.tolist(), lam=cm.lam.tolist(), perm=cm.perm.tolist())
+            row.update(boxes=cm.boxes.boxes.tolist(), valid=cm.boxes.valid.tolist(), lam=cm.lam.tolist(),
+                       perm=cm.perm.tolist())
         if hasattr(self.learn, 'saliency_hook'):
             row['sal_finite'] = bool(torch.isfinite(self.learn.saliency_hook.sal).all())
         self.rows.append(row)

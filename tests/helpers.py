@@ -9,7 +9,8 @@ from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyH
                                   KeepSprinkles, SelectivePaste, GridMask)
 
 def quiet(learn, meth='fit', *args, **kwargs):
-    "Call `learn.meth(*args, **kwargs)` without progress bars, logging or warnings (GradScaler and autocast warn without CUDA)"
+    """Call `learn.meth(*args, **kwargs)` without progress bars, logging or warnings (GradScaler and autocast warn
+    without CUDA)"""
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return getattr(learn, meth)(*args, **kwargs)
@@ -39,8 +40,8 @@ def flip_dim(x):
     return x.flip(-1)*.5
 
 # name -> the callbacks of one configuration of each augmentation, made fresh (after the learner's seed, as a sweep
-# makes them). Every suite that runs "each augmentation" reads this: export and `load_learner` (test_robustness), no host
-# sync on the device path (test_no_sync), reduced precision and channels_last (test_precision), golden batches
+# makes them). Every suite that runs "each augmentation" reads this: export and `load_learner` (test_robustness), no
+# host sync on the device path (test_no_sync), reduced precision and channels_last (test_precision), golden batches
 # (make_golden), two-process training (dist_worker), `lr_find`/`get_preds` and the contract of the base (test_augment).
 # So a new augmentation is registered here, once. Each configuration changes every training batch, and needs no
 # `Normalize` in the DataLoaders; a suite adds its own variants (other fills, pairings, ...) beside these.

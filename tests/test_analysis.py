@@ -1,10 +1,11 @@
-"Statistics of a sweep against scipy and by simulation: intervals, Welch, paired t, signed-rank, Holm, detectable difference, equal cost"
+"""Statistics of a sweep against scipy and by simulation: intervals, Welch, paired t, signed-rank, Holm, detectable
+difference, equal cost"""
 import math, itertools
 import numpy as np, pytest
 from scipy import stats
 from hypothesis import given, settings, strategies as st
-from fastai_sprinkles.analysis import (mean_ci, welch_p, paired_t, signed_rank_p, holm, detectable, summarize, equal_time,
-                                       acc_at_time, conclusions, format_table, run_clock)
+from fastai_sprinkles.analysis import (mean_ci, welch_p, paired_t, signed_rank_p, holm, detectable, summarize,
+                                       equal_time, acc_at_time, conclusions, format_table, run_clock)
 
 SAMPLES = [([0.80, 0.82, 0.81, 0.85], [0.78, 0.79, 0.80, 0.77]), ([0.5, 0.7, 0.6], [0.55, 0.9, 0.1, 0.4, 0.6]),
            ([0.912, 0.915], [0.905, 0.911, 0.903])]
@@ -82,9 +83,9 @@ def test_detectable_difference_has_the_power_it_claims(s, n):
 
 def fake(config, seed, acc, times=(10., 20.), accs=None, epochs=2, cpu=None, device='CPU, 2 cores'):
     accs = list(accs or [acc - .1, acc])
-    return dict(config=config, seed=seed, epochs=epochs, accuracy=acc, best_accuracy=max(accs), valid_loss=1 - acc, train_loss=.3,
-                epoch_s=times[-1]/epochs, imgs_per_s=100. + seed, aug_frac=0.01*seed, accs=accs, times=list(times),
-                cpu_times=list(cpu or times), env=dict(device=device))
+    return dict(config=config, seed=seed, epochs=epochs, accuracy=acc, best_accuracy=max(accs), valid_loss=1 - acc,
+                train_loss=.3, epoch_s=times[-1]/epochs, imgs_per_s=100. + seed, aug_frac=0.01*seed, accs=accs,
+                times=list(times), cpu_times=list(cpu or times), env=dict(device=device))
 
 def test_summarize_pairs_by_seed_and_corrects_for_many_configs():
     base = [fake('none', s, a) for s, a in enumerate([.50, .60, .55, .58])]
@@ -92,25 +93,31 @@ def test_summarize_pairs_by_seed_and_corrects_for_many_configs():
     b[0]['accuracy'] += .005
     c = [fake('c', s, a - .01) for s, a in enumerate([.50, .61, .55, .57])]
     df = summarize(base + b + c).set_index('config')
-    db, dc = [r['accuracy'] - x['accuracy'] for r, x in zip(b, base)], [r['accuracy'] - x['accuracy'] for r, x in zip(c, base)]
+    db = [r['accuracy'] - x['accuracy'] for r, x in zip(b, base)]
+    dc = [r['accuracy'] - x['accuracy'] for r, x in zip(c, base)]
     assert df.loc['b'].test == 'paired t' and df.loc['b'].pairs == 4
-    assert df.loc['b'].p_paired == pytest.approx(stats.ttest_rel([r['accuracy'] for r in b], [r['accuracy'] for r in base]).pvalue)
+    assert df.loc['b'].p_paired == pytest.approx(stats.ttest_rel([r['accuracy'] for r in b],
+                                                                 [r['accuracy'] for r in base]).pvalue)
     assert df.loc['b'].p_paired < df.loc['b'].p_welch  # the shared seed-to-seed spread cancels
     assert df.loc['b'].p_rank == pytest.approx(stats.wilcoxon(db, method='exact').pvalue)
     assert [df.loc['b'].p_holm, df.loc['c'].p_holm] == pytest.approx(holm([df.loc['b'].p, df.loc['c'].p]))
     assert df.loc['b'].comparisons == 2 and math.isnan(df.loc['none'].p_holm)
-    assert (df.loc['b'].diff_lo, df.loc['b'].diff_hi) == pytest.approx(tuple(stats.ttest_1samp(db, 0).confidence_interval()))
+    ci = tuple(stats.ttest_1samp(db, 0).confidence_interval())
+    assert (df.loc['b'].diff_lo, df.loc['b'].diff_hi) == pytest.approx(ci)
     assert df.loc['b'].detectable == pytest.approx(detectable(float(np.std(db, ddof=1)), 4))
     lines = conclusions(df.reset_index())
-    assert df.loc['b', 'diff'] == pytest.approx(np.mean(db))
-    assert lines[0].startswith(f"b vs none, 2 epoch(s): {df.loc['b', 'diff']:+.2%} accuracy (paired over 4 seeds") and 'Holm-adjusted over 2' in lines[0]
+    assert df.loc['b', 'diff'] == pytest.approx(np.mean(db)) and df.loc['c', 'diff'] == pytest.approx(np.mean(dc))
+    assert lines[0].startswith(f"b vs none, 2 epoch(s): {df.loc['b', 'diff']:+.2%} accuracy (paired over 4 seeds")
+    assert 'Holm-adjusted over 2' in lines[0]
     assert len(format_table(df.reset_index())) == 3
 
 def test_summarize_falls_back_to_welch_without_pairs():
-    runs = [fake('none', s, a) for s, a in enumerate([.5, .52, .51])] + [fake('b', s + 10, a) for s, a in enumerate([.6, .7, .8])]
+    runs = [fake('none', s, a) for s, a in enumerate([.5, .52, .51])]
+    runs += [fake('b', s + 10, a) for s, a in enumerate([.6, .7, .8])]
     df = summarize(runs)
     b = df.iloc[1]
-    assert b.test == 'Welch' and b.pairs == 0 and b.p == pytest.approx(stats.ttest_ind([.6, .7, .8], [.5, .52, .51], equal_var=False).pvalue)
+    assert b.test == 'Welch' and b.pairs == 0
+    assert b.p == pytest.approx(stats.ttest_ind([.6, .7, .8], [.5, .52, .51], equal_var=False).pvalue)
     assert 'Welch p = ' in conclusions(df)[0] and '3 and 3 runs' in conclusions(df)[0]
 
 def test_too_few_runs_give_nan_and_no_test():
@@ -120,12 +127,14 @@ def test_too_few_runs_give_nan_and_no_test():
 
 def test_clock_is_cpu_time_on_a_cpu_and_wall_time_on_a_gpu():
     cpu = [fake('none', s, .5, times=(10., 20.), cpu=(5., 10.)) for s in range(2)]
-    loaded = [fake('b', s, .5, times=(20., 40.), cpu=(5., 10.)) for s in range(2)]  # another process doubled its wall time
+    # another process doubled its wall time
+    loaded = [fake('b', s, .5, times=(20., 40.), cpu=(5., 10.)) for s in range(2)]
     assert run_clock(cpu + loaded) == 'cpu'
     assert summarize(cpu + loaded).time_ratio.iloc[1] == pytest.approx(1.)
     assert summarize(cpu + loaded, clock='wall').time_ratio.iloc[1] == pytest.approx(2.)
     gpu = [dict(r, env=dict(device='NVIDIA H200')) for r in cpu + loaded]
-    assert run_clock(gpu) == 'wall' and run_clock([{k: v for k, v in r.items() if k != 'cpu_times'} for r in cpu]) == 'wall'
+    assert run_clock(gpu) == 'wall'
+    assert run_clock([{k: v for k, v in r.items() if k != 'cpu_times'} for r in cpu]) == 'wall'
     assert 'process CPU' in format_table(summarize(cpu + loaded))['time ratio'].iloc[1]
 
 def test_equal_time_on_constructed_runs():

@@ -179,14 +179,16 @@ def test_validation_untouched(tmp_path):
     assert all(len(v) == len(train) for v in ann.hist.values()) and len(learn.recorder.lrs) == len(train)
 
 def test_lr_find_get_preds_validate_leave_it_alone(tmp_path):
-    learn = make_learner(tmp_path, cbs=[Annealer({'knobs.p': SchedLin(.1, .9), 'bs': SchedLin(16, 32)}, lr_scale='linear')])
+    learn = make_learner(tmp_path,
+                         cbs=[Annealer({'knobs.p': SchedLin(.1, .9), 'bs': SchedLin(16, 32)}, lr_scale='linear')])
     quiet(learn, 'fit', 2, 1e-2)
     hist = {k: list(v) for k,v in learn.annealer.hist.items()}
     assert len(hist['knobs.p']) == 4 + 3
     learn.knobs.seen = []
     with learn.no_bar(): learn.lr_find(num_it=10, show_plot=False)
     lr_find_batches = len(learn.knobs.train())
-    assert lr_find_batches >= 6 and {s['p'] for s in learn.knobs.seen} == {0.} and {s['bs'] for s in learn.knobs.seen} == {16}
+    assert lr_find_batches >= 6
+    assert {s['p'] for s in learn.knobs.seen} == {0.} and {s['bs'] for s in learn.knobs.seen} == {16}
     assert len(learn.recorder.lrs) == lr_find_batches  # lr_find's lrs, unscaled: exponential from 1e-7
     assert learn.recorder.lrs[0] == pytest.approx(1e-7)
     with learn.no_bar():
@@ -224,7 +226,8 @@ def test_restored_at_once_after_an_error(tmp_path):
     learn = make_learner(tmp_path)
     ann = Annealer({'knobs.p': SchedLin(0, 1), 'bs': SchedLin(8, 20)}, lr_scale='linear')   # bs 8, 12, 16
     learn.add_cb(ann)
-    with pytest.raises(RuntimeError, match='boom'): quiet(learn, 'fit', 3, 1e-2, cbs=CancelAt(1, 1, partial(RuntimeError, 'boom')))
+    with pytest.raises(RuntimeError, match='boom'):
+        quiet(learn, 'fit', 3, 1e-2, cbs=CancelAt(1, 1, partial(RuntimeError, 'boom')))
     last = learn.knobs.train()[-1]
     assert last['p'] != 0. and last['bs'] == 12   # what the error interrupted
     assert (learn.knobs.p, learn.dls.train.bs) == (0., 16) and learn.opt.hypers[0]['lr'] == pytest.approx(1e-2)
@@ -326,7 +329,8 @@ def test_lr_scaling(tmp_path, lr_scale, ref_bs, ratio):
     class StepProbe(Callback):
         order = 30   # sees the lr the optimizer steps with
         def before_step(self): seen_lr.append(self.opt.hypers[0]['lr'])
-    quiet(learn, 'fit', 3, 1e-2, cbs=[Annealer({'bs': SchedLin(16, 64)}, lr_scale=lr_scale, ref_bs=ref_bs), StepProbe()])
+    quiet(learn, 'fit', 3, 1e-2,
+          cbs=[Annealer({'bs': SchedLin(16, 64)}, lr_scale=lr_scale, ref_bs=ref_bs), StepProbe()])
     bss = [s['bs'] for s in learn.knobs.train()]
     assert bss == [16]*4 + [32]*2 + [48]*2
     ref = ref_bs or 16
@@ -380,9 +384,11 @@ def test_recorder_and_plots(tmp_path):
     (dict(scheds={'knobs.p': 1}, every=0), ValueError, 'every must be an int >= 1 or None, got 0'),
     (dict(scheds={'knobs.p': 1}, every=1.5), ValueError, 'every must be an int >= 1'),
     (dict(scheds={'knobs.p': 1}, every={'knobs.p': -1}), ValueError, r"every\['knobs.p'\] must be an int >= 1"),
-    (dict(scheds={'knobs.p': 1}, every={'knobs.q': 2}), ValueError, "every has key 'knobs.q', which is not a key of scheds"),
+    (dict(scheds={'knobs.p': 1}, every={'knobs.q': 2}), ValueError,
+     "every has key 'knobs.q', which is not a key of scheds"),
     (dict(scheds={'knobs.p': 1}, steps=0), ValueError, 'steps must be an int >= 1'),
-    (dict(scheds={'bs': 32}, lr_scale='quadratic'), ValueError, r"lr_scale must be one of \('none', 'linear', 'sqrt'\)"),
+    (dict(scheds={'bs': 32}, lr_scale='quadratic'), ValueError,
+     r"lr_scale must be one of \('none', 'linear', 'sqrt'\)"),
     (dict(scheds={'knobs.p': 1}, lr_scale='linear'), ValueError, "lr_scale='linear' needs a 'bs' key"),
     (dict(scheds={'bs': 32}, ref_bs=0), ValueError, 'ref_bs must be an int >= 1'),
 ])
@@ -394,12 +400,17 @@ class Early(Callback):
     def __init__(self): self.p = 0.
 
 @pytest.mark.parametrize('scheds,exc,msg', [
-    ({'knobz.p': .5}, ValueError, r"key 'knobz.p': the learner has no callback named 'knobz'; its callbacks are \['train_eval', 'recorder', 'cast_to_tensor', 'knobs'"),
-    ({'knobs.q': .5}, AttributeError, r"key 'knobs.q': knobs \(Knobs\) has no attribute 'q'; it has \['n', 'p', 'seen'\]"),
+    ({'knobz.p': .5}, ValueError,
+     r"key 'knobz.p': the learner has no callback named 'knobz'; its callbacks are "
+     r"\['train_eval', 'recorder', 'cast_to_tensor', 'knobs'"),
+    ({'knobs.q': .5}, AttributeError,
+     r"key 'knobs.q': knobs \(Knobs\) has no attribute 'q'; it has \['n', 'p', 'seen'\]"),
     ({'knobs.model': .5}, AttributeError, "has no attribute 'model'"),   # a learner attribute, not the callback's
     ({'early.p': .5}, ValueError, r"callback 'early' has order -6, but the annealer \(order -5\) must run before"),
-    ({'bs': SchedLin(16, 160)}, ValueError, r"batch size 88 at epoch 2 \(pct 0.5\), but the training set has only 64 items"),
-    ({'bs': SchedLin(16, -16)}, ValueError, r"scheds\['bs'\] at epoch 2 \(pct 0.5\) gives 0.0; batch sizes must be >= 1"),
+    ({'bs': SchedLin(16, 160)}, ValueError,
+     r"batch size 88 at epoch 2 \(pct 0.5\), but the training set has only 64 items"),
+    ({'bs': SchedLin(16, -16)}, ValueError,
+     r"scheds\['bs'\] at epoch 2 \(pct 0.5\) gives 0.0; batch sizes must be >= 1"),
     ({'bs': lambda pct: float('nan')}, ValueError, r"scheds\['bs'\] at epoch 0 \(pct 0\) must be a number"),
 ])
 def test_bad_keys_and_batch_sizes_fail_at_before_fit(tmp_path, scheds, exc, msg):

@@ -1,10 +1,12 @@
-"The bad-input table of the docs notebook (its one source), asserted: every public parameter, the bad values tried and the error each gets; non-image batches given to the image callbacks."
-import ast, inspect, json, re, warnings
+"""The bad-input table of the docs notebook (its one source), asserted: every public parameter, the bad values tried
+and the error each gets; non-image batches given to the image callbacks."""
+import ast, inspect, json, warnings
 from pathlib import Path
 
 import torch
-torch.set_num_threads(1)
 import pytest
+
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,9 +17,10 @@ NAMES = ('CALLS', 'ENV', 'CASES', 'NON_IMAGE', 'NON_IMAGE_ERROR', 'KNOWN_GAPS',
          'run_case', 'names', 'non_image_dls', 'non_image_model', 'run_non_image')
 
 def _defined(src, name):
-    "The node that defines `name` at the top level of the code `src` (the value of an assignment, or a function), or None"
+    "The node that defines `name` at the top level of `src` (the value of an assignment, or a function), or None"
     for node in ast.parse(src).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets): return node.value
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return node.value
         if isinstance(node, ast.FunctionDef) and node.name == name: return node
 
 def _only_imports(src) -> bool:
@@ -25,7 +28,7 @@ def _only_imports(src) -> bool:
     return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
 
 def load_table(nb=NB) -> dict:
-    "The table and the ways to run it as the notebook defines them: its import cells and the cells that define them, run"
+    "The table and the ways to run it as the notebook defines them: its import cells and the cells defining them, run"
     cells = [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
     cells = [c for c in cells if not c.lstrip().startswith(('%', '#| export', '#| default_exp'))]
     ns = {}
@@ -36,7 +39,8 @@ def load_table(nb=NB) -> dict:
     return ns
 
 _ns = load_table()
-globals().update({n: _ns[n] for n in NAMES})
+(CALLS, ENV, CASES, NON_IMAGE, NON_IMAGE_ERROR, KNOWN_GAPS,
+ run_case, names, non_image_dls, non_image_model, run_non_image) = (_ns[n] for n in NAMES)
 FUNCS = {name: _ns[name] for name in CALLS}
 
 # ---------------------------------------------------------------- the tests
@@ -56,7 +60,8 @@ def test_bad_value_is_a_clear_error(function, parameter, value, also, error, mes
 
 @pytest.mark.parametrize('cbs,batch', [_param(c, c) for c in NON_IMAGE])
 def test_non_image_batch_is_a_clear_error(cbs, batch):
-    "A 2-D batch (tabular floats, token ids) given to an image callback fails at the first batch, naming x and (B, C, H, W)"
+    """A 2-D batch (tabular floats, token ids) given to an image callback fails at the first batch, naming x and
+    (B, C, H, W)"""
     err, moved = run_non_image(cbs, batch)
     assert err is not None, f"{cbs} trained on a {batch} batch"
     assert type(err).__name__ == NON_IMAGE_ERROR[0] and NON_IMAGE_ERROR[1] in str(err), f"{type(err).__name__}: {err}"
@@ -67,7 +72,8 @@ def test_every_public_parameter_is_tried():
     "Each parameter of each function in the table has at least one bad value (a new parameter needs its row)"
     assert set(CALLS) == {c[0] for c in CASES}
     for name, f in FUNCS.items():
-        ps = [p.name for p in inspect.signature(f).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        ps = [p.name for p in inspect.signature(f).parameters.values()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         tried = {c[1] for c in CASES if c[0] == name}
         assert set(ps) <= tried, f"{name}: no bad value tried for {sorted(set(ps) - tried)}"
     assert len({c[:4] for c in CASES}) == len(CASES)  # no case twice

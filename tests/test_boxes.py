@@ -1,4 +1,5 @@
-"Property and fault tests of `fastai_sprinkles.boxes` and `fastai_sprinkles.fills`: sampling boxes, hole masks, fills and `sprinkle`"
+"""Property and fault tests of `fastai_sprinkles.boxes` and `fastai_sprinkles.fills`: sampling boxes, hole masks, fills
+and `sprinkle`"""
 import pytest, torch
 from hypothesis import given, settings, strategies as st
 from fastai_sprinkles.checks import FILLS, as_range, check_sprinkle_args
@@ -334,8 +335,9 @@ def test_empty_batch(fill):
     s = sprinkle(x, 1., 3, .2, fill, mean=IMAGENET[0], std=IMAGENET[1], return_mask=True, generator=gen())
     assert s.x.shape == (0, 3, 8, 8) and s.mask.shape == (0, 1, 8, 8) and s.coverage.shape == (0,)
 
-@pytest.mark.parametrize('kw', [dict(fill='noise', opacity=.5, n=4), dict(fill='noise', n=70), dict(fill='noise', opacity=.5, n=70),
-                                dict(fill='noise', n=4), dict(fill='zero', opacity=.5, n=70)])
+@pytest.mark.parametrize('kw', [dict(fill='noise', opacity=.5, n=4), dict(fill='noise', n=70),
+                                dict(fill='noise', opacity=.5, n=70), dict(fill='noise', n=4),
+                                dict(fill='zero', opacity=.5, n=70)])
 def test_backpropagates_through_the_holes(kw):
     "The gradient of the sum of a sprinkled batch is 1 outside the holes and 1 - opacity inside"
     x = torch.randn(3, 3, 20, 20, requires_grad=True)

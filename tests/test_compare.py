@@ -1,18 +1,17 @@
 "The comparison harness on a tiny synthetic problem: resume, crashes, shards, timing, configurations"
-import json, math, os, time
+import json, os, time
 from types import SimpleNamespace
-import numpy as np, pytest, torch
-from scipy import stats
+import pytest, torch
 from torch import nn
 from torch.utils.data import TensorDataset
 from fastai.vision.all import DataLoaders, TfmdDL, Callback, TensorImage, Normalize
 import fastai_sprinkles.compare as C
-from fastai_sprinkles.compare import (CONFIGS, RunStats, train_run, run_sweep, load_runs, save_runs, run_key, shard_grid,
+from fastai_sprinkles.compare import (CONFIGS, train_run, run_sweep, load_runs, save_runs, run_key, shard_grid,
                                       parse_shard, merge_runs, split_config)
 from fastai_sprinkles.cli import PROFILES
 from fastai_sprinkles.cutmix import CutMix
 from fastai_sprinkles.oneof import OneOf
-from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
+from fastai_sprinkles.sprinkles import BatchAugment
 
 def tiny_dls(bs=16, n=96):
     "Random 3x8x8 images; class 1 when their mean is positive"
@@ -24,7 +23,8 @@ def tiny_dls(bs=16, n=96):
     return dls
 
 def tiny_model(n_out):  # accepts any image size, as the low-resolution saliency of `keep-cutout` needs
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, n_out))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, n_out))
 
 class Counter:
     "A training function that counts its calls"
@@ -34,8 +34,8 @@ class Counter:
         return train_run(make_dls, **kw)
 
 def sweep(path, configs, train, seeds=(0, 1), epochs=1, **kw):
-    return run_sweep(path, configs, tiny_dls, seeds=seeds, epochs=epochs, setup=dict(data='tiny', size=8), bs=16, lr=1e-2,
-                     arch=tiny_model, train=train, log=None, **kw)
+    return run_sweep(path, configs, tiny_dls, seeds=seeds, epochs=epochs, setup=dict(data='tiny', size=8), bs=16,
+                     lr=1e-2, arch=tiny_model, train=train, log=None, **kw)
 
 class Sleepy(Callback):
     "Sleep 2 ms at each training batch"
@@ -89,7 +89,8 @@ def test_interrupted_write_keeps_old_file(tmp_path, monkeypatch):
     save_runs(path, [dict(config='a', seed=0, epochs=1)])
     def fail(*a): raise KeyboardInterrupt
     monkeypatch.setattr(os, 'replace', fail)
-    with pytest.raises(KeyboardInterrupt): save_runs(path, [dict(config='a', seed=0, epochs=1), dict(config='b', seed=0, epochs=1)])
+    with pytest.raises(KeyboardInterrupt):
+        save_runs(path, [dict(config='a', seed=0, epochs=1), dict(config='b', seed=0, epochs=1)])
     assert [r['config'] for r in load_runs(path)] == ['a']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['runs.jsonl']
 
@@ -120,7 +121,8 @@ def test_every_config_trains(tmp_path):
     assert [r['config'] for r in runs] == list(CONFIGS)
     for r in runs: assert 0 <= r['accuracy'] <= 1 and len(r['accs']) == 2
     aug = {r['config']: r['aug_s'] for r in runs}
-    has_cbs = {k: bool(split_config(f(SimpleNamespace(size=8, bs=16, epochs=2, seed=0)))[0]) for k, f in CONFIGS.items()}
+    args = SimpleNamespace(size=8, bs=16, epochs=2, seed=0)
+    has_cbs = {k: bool(split_config(f(args))[0]) for k, f in CONFIGS.items()}
     assert aug['none'] == 0 and all(v > 0 for k, v in aug.items() if has_cbs[k])  # callbacks are timed
     assert aug['fastai-erasing'] == 0  # a batch transform runs in the DataLoader: training time, not the augmentation's
 
@@ -131,18 +133,20 @@ def test_quick_profile_is_small():
 
 def test_nested_augmentations_are_timed_once(monkeypatch):
     clock = iter(range(10**6))
-    monkeypatch.setattr(C.time, 'perf_counter', lambda: float(next(clock)))  # every reading of the clock: one more second
+    # every reading of the clock: one more second
+    monkeypatch.setattr(C.time, 'perf_counter', lambda: float(next(clock)))
     res = train_run(tiny_dls, cbs=[OneOf([SleepyAug()], ps=[1.])], epochs=2, bs=16, lr=1e-2, arch=tiny_model)
     assert res['aug_s'] == 2*4  # one timed event a batch (OneOf's before_batch, with Sleepy's inside), one second each
 
 def test_peer_configs_train_a_batch_the_way_fastai_users_add_them(tmp_path):
-    "RandomErasing goes into the training DataLoader's batch transforms, after Normalize; MixUp and CutMix are callbacks"
+    "RandomErasing goes into the training DataLoader's batch transforms, after Normalize; MixUp, CutMix are callbacks"
     seen = {}
     class Spy(Callback):
         order = 100  # after MixUp/CutMix have mixed the batch
         def before_batch(self):
             if not self.training: return
-            tfms, xs = seen.setdefault(self.cfg, (list(self.dls.train.after_batch.fs.map(lambda t: type(t).__name__)), []))
+            tfm_names = list(self.dls.train.after_batch.fs.map(lambda t: type(t).__name__))
+            tfms, xs = seen.setdefault(self.cfg, (tfm_names, []))
             xs.append(self.x.clone())
     def spied(name):
         s = Spy(); s.cfg = name
@@ -155,8 +159,8 @@ def test_peer_configs_train_a_batch_the_way_fastai_users_add_them(tmp_path):
             dl.after_batch.add(Normalize.from_stats([0.]*3, [1.]*3, cuda=False))
             dl.dataset.split_idx = i  # read by the DataLoader when it iterates
         return dls
-    runs = run_sweep(tmp_path/'peers.jsonl', {n: spied(n) for n in names}, image_dls, seeds=(0,), epochs=2, setup=dict(data='tiny', size=8),
-                     bs=16, lr=1e-2, arch=tiny_model, log=None)
+    runs = run_sweep(tmp_path/'peers.jsonl', {n: spied(n) for n in names}, image_dls, seeds=(0,), epochs=2,
+                     setup=dict(data='tiny', size=8), bs=16, lr=1e-2, arch=tiny_model, log=None)
     assert [r['config'] for r in runs] == names
     tfms = {n: seen[n][0] for n in names}
     assert tfms['fastai-erasing'][-2:] == ['Normalize', 'RandomErasing'] and 'RandomErasing' not in tfms['none']
@@ -188,7 +192,8 @@ def test_sharded_sweep_merges_to_the_whole_sweep(tmp_path):
     with pytest.raises(ValueError, match='in both'): merge_runs(tmp_path/'part1.jsonl', tmp_path/'whole.jsonl')
 
 def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
-    "A run killed halfway (here: KeyboardInterrupt in its second epoch) leaves the finished runs; the next call trains only the rest"
+    """A run killed halfway (here: KeyboardInterrupt in its second epoch) leaves the finished runs; the next call trains
+    only the rest"""
     path = tmp_path/'runs.jsonl'
     class Interrupt(Callback):
         def after_epoch(self):

@@ -14,7 +14,7 @@ from fastai.callback.mixup import CutMix as FastaiCutMix, MixUp
 from fastai.callback.schedule import SchedLin
 from torch.utils.data import TensorDataset
 
-from fastai_sprinkles.cutmix import cutmix, partners, cutmix_boxes, own_fraction, mix_loss, mix_mode, CutMix, sample_lam
+from fastai_sprinkles.cutmix import cutmix, partners, mix_loss, mix_mode, CutMix, sample_lam
 from fastai_sprinkles.oneof import OneOf, assign, check_ps
 from fastai_sprinkles.anneal import Annealer
 from fastai_sprinkles.sprinkles import ProgressiveSprinkles, BatchAugment
@@ -153,7 +153,8 @@ def test_auto_pairing_follows_the_loader(shuffle):
     "'auto' rolls only when the training DataLoader shuffles; otherwise partners are drawn at random"
     x = torch.randn(96, 3, 16, 16)
     y = torch.randint(0, N_CLS, (96,))
-    dls = DataLoaders(TfmdDL(TensorDataset(x[:64], y[:64]), bs=16, shuffle=shuffle), TfmdDL(TensorDataset(x[64:], y[64:]), bs=16))
+    dls = DataLoaders(TfmdDL(TensorDataset(x[:64], y[:64]), bs=16, shuffle=shuffle),
+                      TfmdDL(TensorDataset(x[64:], y[64:]), bs=16))
     rec = Record()
     learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(), rec])
     quiet(learn, 'fit', 3)
@@ -252,7 +253,8 @@ def test_p0_changes_nothing():
         dls = synth_dls()  # its shuffling generator is seeded from the global one
         losses = []
         learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), lr=1e-2,
-                        cbs=cbs + [cb(1, after_loss=lambda c: losses.append(c.learn.loss.item()) if c.training else None)])
+                        cbs=cbs + [cb(1, after_loss=lambda c: losses.append(c.learn.loss.item()) if c.training
+                                      else None)])
         quiet(learn, 'fit', 1)
         runs.append((losses, [p.detach().clone() for p in learn.model.parameters()]))
     assert runs[0][0] == runs[1][0]
@@ -266,7 +268,8 @@ def test_predict_and_get_preds_as_without_the_callback(multi):
     set_seed(0)
     quiet(learn, 'fit', 2)
     assert learn.loss_func is lf
-    plain = Learner(dls, copy.deepcopy(learn.model), loss_func=BCEWithLogitsLossFlat() if multi else CrossEntropyLossFlat())
+    plain = Learner(dls, copy.deepcopy(learn.model),
+                    loss_func=BCEWithLogitsLossFlat() if multi else CrossEntropyLossFlat())
     a = quiet(learn, 'get_preds', with_loss=True, with_decoded=True)
     b = quiet(plain, 'get_preds', with_loss=True, with_decoded=True)
     for u, v in zip(a, b): assert torch.equal(u, v)
@@ -374,16 +377,19 @@ def test_annealer_schedules_alpha_and_p():
 # ---------------------------------------------------------------- bad input
 
 def test_bad_arguments_name_the_parameter():
-    for kw, msg in ((dict(alpha=0.), 'alpha must'), (dict(alpha=-1.), 'alpha must'), (dict(alpha=float('inf')), 'alpha must'),
+    for kw, msg in ((dict(alpha=0.), 'alpha must'), (dict(alpha=-1.), 'alpha must'),
+                    (dict(alpha=float('inf')), 'alpha must'),
                     (dict(p=-.1), 'p must be in'), (dict(p=1.5), 'p must be in'), (dict(p='1'), 'p must be in')):
         with pytest.raises(ValueError, match=msg): CutMix(**kw)
         with pytest.raises(ValueError, match=msg): cutmix(torch.zeros(2, 1, 4, 4), **kw)
     cm = CutMix()
-    with pytest.raises(ValueError, match='alpha must'): cm.alpha = 0.  # set later, as the Annealer would: fails when set
+    # set later, as the Annealer would: fails when set
+    with pytest.raises(ValueError, match='alpha must'): cm.alpha = 0.
     with pytest.raises(ValueError, match='p must be in'): cm.p = 1.5
     assert (cm.alpha, cm.p) == (1., 1.)
     with pytest.raises(TypeError, match='x must be a 4-D floating point'): cutmix(torch.zeros(2, 4, 4))
-    with pytest.raises(ValueError, match='which must be None or a'): cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
+    with pytest.raises(ValueError, match='which must be None or a'):
+        cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
 
 @pytest.mark.parametrize('y, msg', [
     (torch.zeros(8, 16, 16, dtype=torch.long), 'integer targets must be one class index per sample'),
@@ -404,7 +410,8 @@ def test_loss_without_reduction_none():
     with pytest.raises(TypeError, match="must accept reduction='none'"):
         mix_loss(lambda p, t: F.cross_entropy(p, t), torch.randn(4, 3), (torch.randint(0, 3, (4,)),), res.lam, res.perm)
     with pytest.raises(ValueError, match='one value per sample'):
-        mix_loss(lambda p, t, reduction='mean': p.sum(), torch.randn(4, 3), (torch.randint(0, 3, (4,)),), res.lam, res.perm)
+        mix_loss(lambda p, t, reduction='mean': p.sum(), torch.randn(4, 3), (torch.randint(0, 3, (4,)),),
+                 res.lam, res.perm)
 
 # ---------------------------------------------------------------- OneOf
 
@@ -434,14 +441,16 @@ def test_one_of_gives_each_sample_at_most_one():
     before = cb(-1, before_batch=lambda c: rows.append([c.learn.xb[0].clone()]) if c.training else None)
     def after(c):
         if not c.training: return
-        rows[-1] += [c.learn.xb[0], oo.which.clone(), cm.lam.clone(), cm.perm.clone(), c.learn.loss, c.learn.pred, c.learn.yb[0]]
+        rows[-1] += [c.learn.xb[0], oo.which.clone(), cm.lam.clone(), cm.perm.clone(), c.learn.loss, c.learn.pred,
+                     c.learn.yb[0]]
     learn = Learner(dls, tiny_net(), loss_func=lf, cbs=[before, oo, cb(1, after_loss=after)])
     set_seed(0)
     quiet(learn, 'fit', 2)
     counts = torch.zeros(4)
     for x0, x1, which, lam, perm, loss, pred, y in rows:
         d = x1 - x0
-        assert torch.allclose(d[which == 0], torch.tensor(1000.)) and torch.allclose(d[which == 2], torch.tensor(-1000.))
+        assert torch.allclose(d[which == 0], torch.tensor(1000.))
+        assert torch.allclose(d[which == 2], torch.tensor(-1000.))
         assert (lam[which != 1] == 1).all()  # only CutMix's share is mixed
         assert torch.equal(x1[which == 3], x0[which == 3])  # the rest is untouched
         sel = which == 1
@@ -465,7 +474,8 @@ def test_one_of_never_writes_into_the_batch():
     def check(c):
         if c.training: assert torch.equal(seen[-1][0], seen[-1][1])
     oo = OneOf([CutMix(p=0.), Mark(5.)], ps=[.5, .5])
-    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[cb(-1, before_batch=keep), oo, cb(1, after_loss=check)])
+    learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[cb(-1, before_batch=keep), oo, cb(1, after_loss=check)])
     quiet(learn, 'fit', 1)
     assert len(seen) == len(dls.train) and oo.counts[1] > 0
 
@@ -478,7 +488,8 @@ def test_multi_input_batches():
     dls = DataLoaders(TfmdDL(TensorDataset(x[:32], side[:32], y[:32]), bs=8, shuffle=True, n_inp=2),
                       TfmdDL(TensorDataset(x[32:], side[32:], y[32:]), bs=8, n_inp=2))
     got = []
-    learn = Learner(dls, Net(), loss_func=CrossEntropyLossFlat(), cbs=[CutMix(), cb(1, after_loss=lambda c: got.append(c.learn.xb) if c.training else None)])
+    learn = Learner(dls, Net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[CutMix(), cb(1, after_loss=lambda c: got.append(c.learn.xb) if c.training else None)])
     quiet(learn, 'fit', 1)
     assert len(got) == 4 and all(len(xb) == 2 and xb[1].shape == (8, 2) for xb in got)
 
@@ -490,7 +501,8 @@ def test_one_of_with_sprinkles_and_annealer():
     learn = Learner(dls, tiny_net(), loss_func=lf,
                     cbs=[oo, cb(1, after_loss=lambda c: alphas.append(oo.cut_mix.alpha) if c.training else None)])
     set_seed(0)
-    quiet(learn, 'fit', 2, cbs=Annealer({'one_of.cut_mix.alpha': SchedLin(.2, 2.), 'one_of.ps': [SchedLin(0., .5), .5]}))
+    quiet(learn, 'fit', 2,
+          cbs=Annealer({'one_of.cut_mix.alpha': SchedLin(.2, 2.), 'one_of.ps': [SchedLin(0., .5), .5]}))
     assert alphas[0] == pytest.approx(.2) and alphas[-1] > 1.8
     assert learn.loss_func is lf and oo.cut_mix.alpha == 1. and oo.ps == [.5, .5]
     assert oo.counts[0] > 0 and oo.counts[1] > 0 and oo.progressive_sprinkles.hist
@@ -509,7 +521,8 @@ def test_one_of_bad_input():
     learn = Learner(dls, tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[m, OneOf([m])])
     with pytest.raises(ValueError, match='would run twice'): quiet(learn, 'fit', 1)
     oo = OneOf([CutMix(), Mark(1.)])
-    with pytest.raises(ValueError, match='ps must be probabilities'): oo.ps = [.9, .9]  # as a bad schedule would: fails when set
+    # as a bad schedule would: fails when set
+    with pytest.raises(ValueError, match='ps must be probabilities'): oo.ps = [.9, .9]
     assert oo.ps == [.5, .5]
 
 def test_cutmix_drops_in_for_fastais():

@@ -1,5 +1,5 @@
 "Offline data: the order of sources, clear errors, and extraction that never leaves a partial folder"
-import io, os, shutil, tarfile
+import os, shutil, tarfile
 from collections import Counter
 from pathlib import Path
 import pytest
@@ -38,7 +38,8 @@ def test_env_folder_holding_data_sets(tmp_data, tmp_path, monkeypatch):
     make_dataset(tmp_path/'mine')
     monkeypatch.setenv('SPRINKLES_DATA', str(tmp_path/'mine'))
     assert d.imagenette(verbose=False) == tmp_path/'mine'/'imagenette2-224'
-    with pytest.raises(d.DataNotFoundError, match='SPRINKLES_DATA=.*no complete folder or archive named cifar10'): d.cifar10()
+    with pytest.raises(d.DataNotFoundError, match='SPRINKLES_DATA=.*no complete folder or archive named cifar10'):
+        d.cifar10()
 
 def test_corrupt_archive_is_a_clear_error_and_leaves_nothing(tmp_data, archive, monkeypatch):
     bad = archive.parent/'bad'/'imagenette2-224.tgz'
@@ -127,7 +128,8 @@ def make_folder(root, classes=('cat', 'dog', 'owl'), n=6, split=True, seed=0):
                 if mode == 'RGBA' and ext.lower() in ('.jpg', '.jpeg', '.bmp'): ext = '.png'
                 if mode == 'P' and ext.lower() in ('.jpg', '.jpeg'): ext = '.png'
                 size = (rng.randint(17, 90), rng.randint(17, 90))
-                Image.new(mode, size, color=rng.randint(0, 255) if mode in ('L', 'P') else tuple(rng.randint(0, 255) for _ in mode)).save(d/f'{i}{ext}')
+                color = rng.randint(0, 255) if mode in ('L', 'P') else tuple(rng.randint(0, 255) for _ in mode)
+                Image.new(mode, size, color=color).save(d/f'{i}{ext}')
     return Path(root)
 
 def test_folder_with_mixed_modes_sizes_and_extensions(tmp_path):
@@ -146,7 +148,8 @@ def test_folder_without_split_uses_valid_pct_with_a_fixed_seed(tmp_path):
     assert v1 == v2 and len(v1) == 9 and len(f1) == 30
     assert d.folder_items(root)[1] != v1 and len(d.folder_items(root)[1]) == 6  # the default 0.2
     with pytest.raises(d.DataFolderError, match='valid_pct must be in'): d.folder_items(root, valid_pct=1.5)
-    with pytest.raises(d.DataFolderError, match='already split'): d.folder_items(make_folder(tmp_path/'s'), valid_pct=0.3)
+    with pytest.raises(d.DataFolderError, match='already split'):
+        d.folder_items(make_folder(tmp_path/'s'), valid_pct=0.3)
 
 def test_val_and_test_folders_are_found(tmp_path):
     root = make_folder(tmp_path/'imgs')
@@ -186,7 +189,8 @@ def test_per_class_and_valid_n_subsets(tmp_path):
     files, valid = d.folder_items(root)
     keep = d.select_items(files, valid, per_class=4, valid_n=3)
     train = [f for f in keep if f not in valid]
-    assert sorted(Counter(f.parent.name for f in train).values()) == [4, 4, 4] and len([f for f in keep if f in valid]) == 3
+    assert sorted(Counter(f.parent.name for f in train).values()) == [4, 4, 4]
+    assert len([f for f in keep if f in valid]) == 3
     assert keep == [f for f in files if f in set(keep)]  # the original order
     assert keep == d.select_items(files, valid, per_class=4, valid_n=3)  # seeded
     with pytest.raises(ValueError, match='fewer training images'): d.select_items(files, valid, per_class=7)

@@ -1,10 +1,11 @@
-"""Real 2-process distributed training on the CPU (gloo), through fastai's `learn.distrib_ctx()` (Hugging Face Accelerate).
+"""Real 2-process distributed training on the CPU (gloo), through fastai's `learn.distrib_ctx()` (Hugging Face
+Accelerate).
 
-One `torchrun` launch of `tests/dist_worker.py` trains a tiny CNN several times on both ranks: ProgressiveSprinkles annealed
-by an `Annealer` (with a batch-size ramp), SaliencyHook ('full', then 'lowres') with KeepCutout, and each augmentation of
-the registry in `tests/helpers.py` (CutMix among them). Each rank
-writes what it saw at every training batch; the tests compare the two ranks' records. The worker carries a test-only shim
-for the two places where fastai's distributed code assumes CUDA.
+One `torchrun` launch of `tests/dist_worker.py` trains a tiny CNN several times on both ranks: ProgressiveSprinkles
+annealed by an `Annealer` (with a batch-size ramp), SaliencyHook ('full', then 'lowres') with KeepCutout, and each
+augmentation of the registry in `tests/helpers.py` (CutMix among them). Each rank writes what it saw at every training
+batch; the tests compare the two ranks' records. The worker carries a test-only shim for the two places where fastai's
+distributed code assumes CUDA.
 """
 import json, os, signal, subprocess, sys
 from pathlib import Path
@@ -24,7 +25,7 @@ N_TRAIN, WORLD = 64, 2  # as in the worker
 TIMEOUT = 240  # seconds: a deadlocked collective ends the launch here instead of hanging the suite
 
 def stop(proc, out):
-    "End a launch that ran out of time: the launcher (which stops its workers), then any worker left, by the pid it wrote"
+    "End a launch that ran out of time: the launcher (which stops its workers), then any worker left, by its pid"
     os.killpg(proc.pid, signal.SIGTERM)
     try: proc.wait(timeout=15)
     except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
@@ -38,7 +39,8 @@ def launch(tmp_path_factory):
     out = tmp_path_factory.mktemp('dist')
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(WORLD), str(WORKER), str(out)]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(WORLD), str(WORKER),
+           str(out)]
     log = out/'launch.log'
     with open(log, 'w') as f:  # output to a file: workers that outlive the launcher hold no pipe of ours
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
@@ -57,7 +59,8 @@ def both(launch, name):
     "The two ranks' records of run `name`, failing with the launch's output if one is missing"
     proc, recs = launch
     r0, r1 = recs[name]
-    assert r0 is not None and r1 is not None, f"run {name!r} wrote no record on some rank; rc={proc.returncode}\n{proc.stderr[-3000:]}"
+    assert r0 is not None and r1 is not None, \
+        f"run {name!r} wrote no record on some rank; rc={proc.returncode}\n{proc.stderr[-3000:]}"
     return r0, r1
 
 def per_epoch(rows, key='bs'):
@@ -82,14 +85,16 @@ def test_every_run_completes_under_ddp_on_both_ranks(launch):
             assert all(sum(bs) == N_TRAIN//WORLD for bs in per_epoch(r['rows']).values())
             assert r['train_bs_after'] == 8
         assert len(r0['rows']) == len(r1['rows']), f"{name}: the ranks ran different numbers of batches"
-        assert all(a['x_sha1'] != b['x_sha1'] for a, b in zip(r0['rows'], r1['rows'])), f"{name}: both ranks got the same batch"
+        assert all(a['x_sha1'] != b['x_sha1'] for a, b in zip(r0['rows'], r1['rows'])), \
+            f"{name}: both ranks got the same batch"
 
 def test_schedule_values_agree_across_ranks(launch):
     r0, r1 = both(launch, 'sprinkles')
     p0, p1 = [r['p'] for r in r0['rows']], [r['p'] for r in r1['rows']]
     assert p0 == p1 and r0['hist_p'] == r1['hist_p'] == p0
     assert r0['anneal'] == r1['anneal'] and r0['anneal']['progressive_sprinkles.p'] == p0
-    assert [(r['epoch'], r['iter'], r['n_iter']) for r in r0['rows']] == [(r['epoch'], r['iter'], r['n_iter']) for r in r1['rows']]
+    steps = lambda rec: [(r['epoch'], r['iter'], r['n_iter']) for r in rec['rows']]
+    assert steps(r0) == steps(r1)
     assert p0[0] == 0.25 and all(a < b for a, b in zip(p0, p0[1:])) and p0[-1] > 0.8  # SchedLin(0.25, 1) over the fit
 
 def test_batch_size_ramp_applies_per_rank(launch):
@@ -115,7 +120,8 @@ def test_auto_pairing_rolls_when_the_distributed_loader_shuffles(launch):
 
 @pytest.mark.parametrize('name', ['saliency_full', 'saliency_lowres'])
 def test_saliency_pass_keeps_ddp_in_sync(launch, name):
-    "The extra forward and backward pass of SaliencyHook runs on the unwrapped module: parameters stay identical on the ranks"
+    """The extra forward and backward pass of SaliencyHook runs on the unwrapped module: parameters stay identical on
+    the ranks"""
     r0, r1 = both(launch, name)
     assert r0['start'] == r1['start']
     assert r0['params']['sha1'] != r0['start']['sha1'], "training did not change the parameters"

@@ -37,7 +37,8 @@ def notebooks():
         code = [c for c in nb.cells if c.cell_type == 'code']
         res.append(dict(nb=p.name, page=page_name(p), title=head.group(1).strip(), description=head.group(2).strip(),
                         formulas=len(re.findall(r'\$\$.+?\$\$|\$[^$\n]+\$', re.sub(r'`[^`]*`', '', md), re.S)),
-                        figures=sum(any(k.startswith('image/') for k in o.get('data', {})) for c in code for o in c.outputs),
+                        figures=sum(any(k.startswith('image/') for k in o.get('data', {}))
+                                    for c in code for o in c.outputs),
                         module=any(re.match(r'#\|\s*default_exp', c.source) for c in code)))
     return res
 
@@ -57,8 +58,8 @@ def site():
     t0, c0 = time.perf_counter(), time.process_time()
     pages = build_docs.build(out, readme=False)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-    handler = functools.partial(type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None}),
-                                directory=str(out))
+    quiet = type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None})
+    handler = functools.partial(quiet, directory=str(out))
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield dict(out=out, pages=pages, url=f'http://127.0.0.1:{srv.server_port}/', build_s=secs, build_cpu_s=cpu)
@@ -78,7 +79,8 @@ def browser():
 
 # What a page shows, read in the browser after it has loaded and run its scripts
 READ_PAGE = """() => {
-  const txt = e => { if (!e) return null; const c = e.cloneNode(true); c.querySelectorAll('a.headerlink').forEach(a => a.remove());
+  const txt = e => { if (!e) return null; const c = e.cloneNode(true);
+                     c.querySelectorAll('a.headerlink').forEach(a => a.remove());
                      document.body.appendChild(c); const t = c.innerText.trim(); c.remove(); return t; };
   const content = document.querySelector('article.md-content__inner');
   const skip = e => e.closest('pre, code, math');
@@ -87,8 +89,8 @@ READ_PAGE = """() => {
   const p = [...content.querySelectorAll(':scope > p')].find(e => e.innerText.length > 200);
   return {
     title: document.title, h1: txt(content.querySelector('h1')), lead: txt(content.querySelector('p.page-lead')),
-    sidebar: [...document.querySelectorAll('nav.md-nav--primary a.md-nav__link:not([href^="#"])')].map(a => ({href: a.getAttribute('href'),
-              text: txt(a), active: a.classList.contains('md-nav__link--active')})),
+    sidebar: [...document.querySelectorAll('nav.md-nav--primary a.md-nav__link:not([href^="#"])')].map(a => ({
+              href: a.getAttribute('href'), text: txt(a), active: a.classList.contains('md-nav__link--active')})),
     toc: [...document.querySelectorAll('nav.md-nav--secondary a.md-nav__link')].map(a => a.getAttribute('href')),
     h2: content.querySelectorAll('h2').length,
     prev: document.querySelector('a.md-footer__link--prev')?.getAttribute('href') ?? null,
@@ -97,14 +99,16 @@ READ_PAGE = """() => {
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
     text: content.innerText, prose: prose.join(' '),
     maths: content.querySelectorAll('math').length,
-    api: [...content.querySelectorAll('h3[id], h4[id]')].filter(h => h.previousElementSibling?.querySelector?.('a.doc-source')
-           ).map(h => ({id: h.id, name: txt(h),
-           sig: txt(h.nextElementSibling)})),
-    imgs: [...content.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'), w: i.naturalWidth, h: i.naturalHeight,
-           shown: i.getBoundingClientRect().width})),
-    chars_per_line: p ? (() => { const cx = document.createElement('canvas').getContext('2d'); const cs = getComputedStyle(p);
+    api: [...content.querySelectorAll('h3[id], h4[id]')]
+           .filter(h => h.previousElementSibling?.querySelector?.('a.doc-source'))
+           .map(h => ({id: h.id, name: txt(h), sig: txt(h.nextElementSibling)})),
+    imgs: [...content.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'), w: i.naturalWidth,
+           h: i.naturalHeight, shown: i.getBoundingClientRect().width})),
+    chars_per_line: p ? (() => { const cx = document.createElement('canvas').getContext('2d');
+                      const cs = getComputedStyle(p);
                       cx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
-                      return p.getBoundingClientRect().width / (cx.measureText(p.innerText).width / p.innerText.length); })() : null,
+                      const charW = cx.measureText(p.innerText).width / p.innerText.length;
+                      return p.getBoundingClientRect().width / charW; })() : null,
     highlighted: content.querySelectorAll('div.highlight pre code span.k, div.highlight pre code span.kn').length,
   };
 }"""
@@ -171,7 +175,7 @@ def resolve(page, href, out):
 @pytest.mark.browser
 @pytest.mark.parametrize('page', PAGES)
 def test_links_and_anchors_resolve(site, rendered, page):
-    "Every link in the page: a file of the site and, with #anchor, an element of that page; outside links are real pages"
+    "Every link in the page: a file of the site and, with #anchor, an element of that page; outside links: real pages"
     out, host = site['out'].resolve(), urlsplit(build_docs.doc_url_of(build_docs_cfg())).netloc
     broken, unresolved = [], []
     for href in rendered[page]['links']:
@@ -251,7 +255,7 @@ def test_api_docs(rendered, page):
     names = [e['name'].lower() for e in api]
     for e in api:
         if names.count(e['name'].lower()) == 1: assert e['id'] == e['name'].lower(), e
-        else: assert re.fullmatch(re.escape(e['name'].lower()) + r'(-\d+)?', e['id']), e  # `CutMix` and `cutmix`: one anchor
+        else: assert re.fullmatch(re.escape(e['name'].lower()) + r'(-\d+)?', e['id']), e  # `CutMix`, `cutmix`: 1 anchor
     for n in set(names):  # nbdev's lowercase anchor lands on exactly one of the entries that share it
         assert [e['id'] for e in api].count(n) == 1, n
         assert re.match(r'(async )?def |class |\w+ instance', e['sig'] or ''), e
@@ -301,11 +305,14 @@ def test_signatures_show_the_code_annotations():
 
 def test_frontmatter_is_yaml():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell(
-        '---\ndescription: "Paste a box, with its own \\u03BB\\\n  \\ for every sample, 3\\xD72"\ntitle: CutMix\n---\n')])
-    assert build_docs.frontmatter(nb) == {'description': 'Paste a box, with its own λ for every sample, 3×2', 'title': 'CutMix'}
+        '---\ndescription: "Paste a box, with its own \\u03BB\\\n  \\ for every sample, 3\\xD72"\n'
+        'title: CutMix\n---\n')])
+    assert build_docs.frontmatter(nb) == {'description': 'Paste a box, with its own λ for every sample, 3×2',
+                                          'title': 'CutMix'}
     assert nb.cells == []
 
 def test_heading_ids_as_nbdev_links_them():
     assert build_docs.pandoc_id('Annealer.before_fit') == 'annealer.before_fit'
-    assert build_docs.pandoc_id('Left alone: `lr_find`, `get_preds`, the validation set') == 'left-alone-lr_find-get_preds-the-validation-set'
+    assert build_docs.pandoc_id('Left alone: `lr_find`, `get_preds`, the validation set') == \
+        'left-alone-lr_find-get_preds-the-validation-set'
     assert build_docs.pandoc_id('1. Why *this*?') == 'why-this'

@@ -1,12 +1,13 @@
-"Tests of `fastai_sprinkles.saliency` and `fastai_sprinkles.keep`: the maps, region scores, selective cut and paste, the hook's side effects."
-import copy, warnings
+"""Tests of `fastai_sprinkles.saliency` and `fastai_sprinkles.keep`: the maps, region scores, selective cut and paste,
+the hook's side effects."""
+import copy
 
 import pytest
 import torch
 from torch import nn
-from hypothesis import given, settings, example, strategies as st
+from hypothesis import given, settings, strategies as st
 from fastai.basics import (Learner, DataLoaders, TfmdDL, Callback, CancelFitException, CancelEpochException,
-                           CrossEntropyLossFlat, BCEWithLogitsLossFlat, set_seed)
+                           CrossEntropyLossFlat, set_seed)
 from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import xresnet18
 from torch.utils.data import TensorDataset
@@ -14,9 +15,9 @@ from torch.utils.data import TensorDataset
 from helpers import quiet, cb, rand_dls
 from fastai_sprinkles.boxes import integral_image, region_scores, choose_regions, box_mask
 from fastai_sprinkles.saliency import (saliency, lowres_saliency, SaliencyHook,
-                                       first_block, run_to, unwrap_model, check_saliency_args)
+                                       first_block, run_to, unwrap_model)
 from fastai_sprinkles.keep import keep_boxes, keep_centres, KeepCutout, KeepCutMix, KeepSprinkles, SelectivePaste
-from fastai_sprinkles.cutmix import CutMix, own_fraction
+from fastai_sprinkles.cutmix import own_fraction
 from fastai_sprinkles.boxes import sample_boxes
 from fastai_sprinkles.anneal import Annealer
 
@@ -72,7 +73,8 @@ def test_saliency_pass_leaves_training_bit_identical(mode):
         set_seed(1)
         rows = []
         def keep(c):
-            if c.training: rows.append((c.learn.loss.detach().clone(), [p.grad.clone() for p in c.learn.model.parameters()],
+            if c.training: rows.append((c.learn.loss.detach().clone(),
+                                        [p.grad.clone() for p in c.learn.model.parameters()],
                                         [b.clone() for b in c.learn.model.buffers()]))
         cbs = [cb(5, after_backward=keep)] + ([SaliencyHook(mode)] if with_hook else [])
         learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=cbs)
@@ -110,7 +112,8 @@ def test_lowres_map_shape_and_factor_check():
 # ---------------------------------------------------------------- region scores
 
 @prop
-@given(st.integers(1, 4), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**31), st.sampled_from(['corner', 'centre']))
+@given(st.integers(1, 4), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**31),
+       st.sampled_from(['corner', 'centre']))
 def test_region_scores_equal_brute_force_sums(B, H, W, seed, anchor):
     g = torch.Generator().manual_seed(seed)
     m = torch.rand(B, H, W, generator=g)
@@ -126,11 +129,14 @@ def test_region_scores_equal_brute_force_sums(B, H, W, seed, anchor):
                 fits = y0 + h[b] <= H and x0 + w[b] <= W
                 assert bool(ok[b, i, j]) == (bool(fits) if anchor == 'corner' else True)
                 if ok[b, i, j]:
-                    want = m[b, max(y0, 0):max(min(y0 + int(h[b]), H), 0), max(x0, 0):max(min(x0 + int(w[b]), W), 0)].sum()
+                    ys_ = slice(max(y0, 0), max(min(y0 + int(h[b]), H), 0))
+                    xs_ = slice(max(x0, 0), max(min(x0 + int(w[b]), W), 0))
+                    want = m[b, ys_, xs_].sum()
                     assert abs(float(sc[b, i, j]) - float(want)) < 1e-5
 
 @prop
-@given(st.integers(1, 6), st.integers(2, 10), st.integers(2, 10), st.floats(.05, .95), st.booleans(), st.integers(0, 2**31))
+@given(st.integers(1, 6), st.integers(2, 10), st.integers(2, 10), st.floats(.05, .95), st.booleans(),
+       st.integers(0, 2**31))
 def test_choose_regions_respects_the_quantile(B, H, W, tau, above, seed):
     g = torch.Generator().manual_seed(seed)
     sc = torch.randint(0, 5, (B, H, W), generator=g).double()  # ties on purpose
@@ -187,17 +193,20 @@ def test_keep_cutout_in_training_avoids_the_patch():
     set_seed(0)
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(64, 3, 16, 16, generator=g) + 3., torch.zeros(64, dtype=torch.long)
-    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=True), TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
+    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=True),
+                      TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
     kc, seen = KeepCutout(size=4/16, tau=0.6), Seen()
     learn = Learner(dls, PatchNet(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('full'), kc, seen], lr=0.)
     quiet(learn, 'fit', 1, 0.)
     holes = torch.cat([(x == 0.).all(1) for x, _ in seen.xs])  # black (0: no Normalize here) pixels, in every channel
     assert bool(holes.any(0).sum() > 50)  # the cuts went to many places...
-    assert int((holes & PATCH).sum(0).max()) <= len(holes)//2 and bool((holes & PATCH).sum((1, 2)).le(4).all())  # ...hardly the patch
+    # ...hardly the patch
+    assert int((holes & PATCH).sum(0).max()) <= len(holes)//2 and bool((holes & PATCH).sum((1, 2)).le(4).all())
 
 def test_keep_cutout_needs_the_hook_and_checks_its_arguments():
     learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[KeepCutout()])
-    with pytest.raises(ValueError, match=r"KeepCutout needs a SaliencyHook among the learner's callbacks"): quiet(learn, 'fit', 1)
+    with pytest.raises(ValueError, match=r"KeepCutout needs a SaliencyHook among the learner's callbacks"):
+        quiet(learn, 'fit', 1)
     for kw, msg in [(dict(tau=0.), r'tau must be in \(0, 1\)'), (dict(tau=1.), r'tau must be in \(0, 1\)'),
                     (dict(p=1.5), r'p must be in \[0, 1\]'), (dict(size=0.), r'size must be in \(0, 1\]'),
                     (dict(fill='blue'), 'fill must be one of')]:
@@ -205,10 +214,13 @@ def test_keep_cutout_needs_the_hook_and_checks_its_arguments():
     for kw, msg in [(dict(mode='smooth'), 'mode must be one of'), (dict(factor=0.5), 'factor must be a number >= 1'),
                     (dict(early_weight=-1), 'early_weight must be a number >= 0')]:
         with pytest.raises(ValueError, match=msg): SaliencyHook(**kw)
-    learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('lowres', factor=10)])
+    learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[SaliencyHook('lowres', factor=10)])
     with pytest.raises(ValueError, match='factor=10 shrinks 16x16 images'): quiet(learn, 'fit', 1)
-    learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early', factor=10, early_layer='0')])
-    with pytest.raises(ValueError, match='factor=10 shrinks 16x16 images'): quiet(learn, 'fit', 1)  # 'early' shrinks too
+    learn = Learner(rand_dls(size=16), bn_net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[SaliencyHook('early', factor=10, early_layer='0')])
+    with pytest.raises(ValueError, match='factor=10 shrinks 16x16 images'):  # 'early' shrinks too
+        quiet(learn, 'fit', 1)
     learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early')])
     with pytest.raises(ValueError, match='pass early_layer='): quiet(learn, 'fit', 1)
 
@@ -223,7 +235,8 @@ def test_keep_cutmix_lambda_and_placement():
     kcm.where = spy
     def after_loss(c):
         if c.training: rec.append((kcm.lam.clone(), kcm.boxes.boxes[:, 0].clone()))
-    learn = Learner(dls, bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[hook, kcm, seen, cb(5, after_loss=after_loss)])
+    learn = Learner(dls, bn_net(), loss_func=CrossEntropyLossFlat(),
+                    cbs=[hook, kcm, seen, cb(5, after_loss=after_loss)])
     quiet(learn, 'fit', 1)
     assert len(got) == len(rec) == 4
     for (h, w, sal), (lam, boxes) in zip(got, rec):
@@ -257,7 +270,8 @@ def test_keep_sprinkles_holes_avoid_the_patch():
     assert bool(ok[torch.arange(64)[:, None], cy.clamp(max=15), cx.clamp(max=15)].all())
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(64, 3, 16, 16, generator=g) + 3., torch.zeros(64, dtype=torch.long)
-    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=True), TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
+    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=True),
+                      TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
     seen = Seen()
     learn = Learner(dls, PatchNet(), loss_func=CrossEntropyLossFlat(),
                     cbs=[SaliencyHook('full'), KeepSprinkles(p=1., n=8, size=2/16, tau=0.5), seen])
@@ -269,7 +283,8 @@ def test_selective_paste_keeps_the_salient_region():
     set_seed(0)
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(64, 3, 16, 16, generator=g), torch.zeros(64, dtype=torch.long)
-    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=False), TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
+    dls = DataLoaders(TfmdDL(TensorDataset(xs[:48], ys[:48]), bs=16, shuffle=False),
+                      TfmdDL(TensorDataset(xs[48:], ys[48:]), bs=16))
     sp, seen = SelectivePaste(lambda x: torch.zeros_like(x), size=4/16), Seen()
     learn = Learner(dls, PatchNet(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('full'), sp, seen])
     quiet(learn, 'fit', 1, 0.)
@@ -290,7 +305,8 @@ def test_early_head_trains_and_leaves_no_hooks():
     hook = SaliencyHook('early')
     seen = []
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
-                    cbs=[hook, cb(20, before_backward=lambda c: seen.append((c.learn.loss.item(), c.learn.loss_grad.item())))])
+                    cbs=[hook, cb(20, before_backward=lambda c: seen.append((c.learn.loss.item(),
+                                                                             c.learn.loss_grad.item())))])
     quiet(learn, 'fit', 1, 1e-3)
     head0 = copy.deepcopy(hook.head.state_dict())
     assert hook.head is not None and n_hooks(model) == before
@@ -319,7 +335,8 @@ def test_cancel_or_interrupt_removes_hooks_and_restores_modes(exc, mode):
     def stop(c):
         n[0] += 1
         if n[0] == 2: raise exc()
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook(mode), KeepCutout(), cb(5, after_batch=stop)])
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
+                    cbs=[SaliencyHook(mode), KeepCutout(), cb(5, after_batch=stop)])
     if exc is KeyboardInterrupt:
         with pytest.raises(KeyboardInterrupt): quiet(learn, 'fit', 2)
     else: quiet(learn, 'fit', 2)
@@ -350,7 +367,8 @@ def test_unwrap_model_and_first_block():
     assert run_to(m, m[4][0], torch.randn(2, 3, 32, 32)).shape == (2, 64, 8, 8)
     with pytest.raises(ValueError, match='pass layer=<'): first_block(net)
     with pytest.raises(ValueError, match="^layer='nope' is not a module name"): first_block(net, 'nope')
-    with pytest.raises(ValueError, match="early_layer='nope' is not a module name"): first_block(net, 'nope', 'early_layer')
+    with pytest.raises(ValueError, match="early_layer='nope' is not a module name"):
+        first_block(net, 'nope', 'early_layer')
 
 def test_annealer_schedules_keep_cutout_size():
     dls = rand_dls(n=96, bs=16)
@@ -371,7 +389,8 @@ def test_fastai_tensor_types():
     assert isinstance(dls.one_batch()[0], TensorImage) and isinstance(dls.one_batch()[1], TensorCategory)
     seen = []  # what KeepCutout hands on, before fastai's CastToTensor makes plain tensors of it
     learn = Learner(dls, bn_net(), loss_func=CrossEntropyLossFlat(),
-                    cbs=[SaliencyHook('lowres'), KeepCutout(), cb(1, before_batch=lambda c: c.training and seen.append(c.learn.xb[0]))])
+                    cbs=[SaliencyHook('lowres'), KeepCutout(),
+                         cb(1, before_batch=lambda c: c.training and seen.append(c.learn.xb[0]))])
     quiet(learn, 'fit', 1)
     assert len(seen) == 2 and all(isinstance(o, TensorImage) for o in seen)
 
@@ -381,7 +400,7 @@ def test_lowres_with_a_fixed_size_model_says_why():
         lowres_saliency(flat, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]))
 
 def test_hook_maps_after_a_fit_it_was_passed_to():
-    "A hook passed to `fit` is detached from the learner afterwards; it still computes maps of the model it trained with"
+    "A hook passed to `fit` is detached from the learner afterwards; it still maps with the model it trained with"
     learn = Learner(rand_dls(size=32, n_out=10), xresnet18(n_out=10), loss_func=CrossEntropyLossFlat())
     for mode in ('full', 'lowres', 'early'):
         hook = SaliencyHook(mode)
@@ -390,17 +409,19 @@ def test_hook_maps_after_a_fit_it_was_passed_to():
         x, y = learn.dls.one_batch()
         assert hook.compute(x, y).shape == (16, 32, 32)
 
-@pytest.mark.parametrize('make', [lambda g: KeepCutout(size=.25, grid=g), lambda g: SelectivePaste(lambda x: -x, size=.25, grid=g)],
+@pytest.mark.parametrize('make', [lambda g: KeepCutout(size=.25, grid=g),
+                                  lambda g: SelectivePaste(lambda x: -x, size=.25, grid=g)],
                          ids=['KeepCutout', 'SelectivePaste'])
 def test_grid_reaches_the_placement(make):
-    "`grid` of the callbacks is the grid of candidate centres: grid=4 on 32 px images puts 8 px squares on an 8 px lattice"
+    "`grid` of the callbacks is the grid of candidate centres: grid=4 on 32 px images puts 8 px squares 8 px apart"
     tops = {}
     for g in (4, 32):
         set_seed(0)
         aug = make(g)
         seen = []
         learn = Learner(rand_dls(size=32), bn_net(), loss_func=CrossEntropyLossFlat(),
-                        cbs=[SaliencyHook('full'), aug, cb(10, before_batch=lambda c: seen.append(aug.boxes.boxes[:, 0].clone()))])
+                        cbs=[SaliencyHook('full'), aug,
+                             cb(10, before_batch=lambda c: seen.append(aug.boxes.boxes[:, 0].clone()))])
         quiet(learn, 'fit', 1)
         b = torch.cat(seen)
         assert bool(((b[:, 2] - b[:, 0] == 8) | (b[:, 0] == 0) | (b[:, 2] == 32)).all())

@@ -5,10 +5,10 @@ The test runs on the CPU. `HOST_PATHS = False` sends CPU tensors down the device
 and a device path is `boxes.on_host`), and a `TorchDispatchMode` fails on every operator that reads a device value
 back to the host (`.item()`, `bool()`, `int()`, `nonzero`, boolean indexing, `repeat_interleave` without its
 output size, `multinomial`'s checks, ...) while the callbacks' `before_batch`, `after_loss`, `before_backward` and
-`after_step` run. (`.tolist()` bypasses the dispatcher; the callbacks keep their records as tensors and call it only when
-`hist` is read.) One read is allowed: Adam's step counter, which stays on the host even when the parameters are on a
-GPU (unless the optimizer is `capturable` or `fused`), so that reading it makes no wait."""
-import ast, warnings
+`after_step` run. (`.tolist()` bypasses the dispatcher; the callbacks keep their records as tensors and call it only
+when `hist` is read.) One read is allowed: Adam's step counter, which stays on the host even when the parameters are on
+a GPU (unless the optimizer is `capturable` or `fused`), so that reading it makes no wait."""
+import ast
 from pathlib import Path
 import pytest, torch
 from torch import nn
@@ -17,13 +17,14 @@ from fastai.vision.all import Learner, DataLoaders, TfmdDL, Normalize, CrossEntr
 from fastai.callback.schedule import SchedLin
 from fastai.vision.models.xresnet import ResBlock
 import fastai_sprinkles.boxes as boxes
-from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, EarlyHeadTrainer, KeepCutout, KeepCutMix,
-                                  Annealer, fixed_sprinkles, on_host)
+from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, EarlyHeadTrainer, KeepCutout,
+                                  KeepCutMix, Annealer, fixed_sprinkles, on_host)
 from helpers import quiet, AUGMENTATIONS
 
 aten = torch.ops.aten
-SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.unique_consecutive, aten._unique2, aten.unique_dim,
-           aten.multinomial, aten.equal, aten.is_nonzero, aten.bincount, aten.histc, aten.masked_scatter, aten.nonzero_numpy}
+SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.unique_consecutive, aten._unique2,
+           aten.unique_dim, aten.multinomial, aten.equal, aten.is_nonzero, aten.bincount, aten.histc,
+           aten.masked_scatter, aten.nonzero_numpy}
 SYNCING = {op for op in SYNCING if op is not None}
 
 def _bool_index(args) -> bool:
@@ -41,7 +42,9 @@ class NoSync(TorchDispatchMode):
         pk = func.overloadpacket
         if pk is aten._local_scalar_dense and any(args[0] is t for t in self.host()): return func(*args, **kwargs)
         if pk in SYNCING: raise AssertionError(f"{func} reads a device value on the host")
-        if pk is aten.repeat_interleave and 'output_size' not in kwargs and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point() and len(args) == 1:
+        counts = args[0] if len(args) == 1 and isinstance(args[0], torch.Tensor) else None
+        if pk is aten.repeat_interleave and 'output_size' not in kwargs and counts is not None \
+                and not counts.is_floating_point():
             raise AssertionError(f"{func} without output_size reads the counts on the host")
         if pk in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_) and _bool_index(args):
             raise AssertionError(f"{func} with a bool mask lists its True positions on the host")
@@ -50,7 +53,8 @@ class NoSync(TorchDispatchMode):
 def test_the_mode_catches_syncs():
     x = torch.randn(4, 3)
     for f in (lambda: x.sum().item(), lambda: bool(x.sum() > 0), lambda: x.nonzero(), lambda: x[x > 0],
-              lambda: torch.multinomial(x.abs(), 1), lambda: torch.tensor([1, 2]).repeat_interleave(torch.tensor([1, 2]))):
+              lambda: torch.multinomial(x.abs(), 1),
+              lambda: torch.tensor([1, 2]).repeat_interleave(torch.tensor([1, 2]))):
         with pytest.raises(AssertionError), NoSync(): f()
     with NoSync(): torch.where(x > 0, x, -x).sum()  # no sync: fine
 
@@ -64,13 +68,16 @@ def test_path_choices_go_through_on_host():
     "No module chooses a path by comparing a device type to 'cpu' or 'cuda' itself (autocast and MPS dtypes aside)"
     pkg = Path(boxes.__file__).parent
     found = []
-    harness = {'compare.py', 'analysis.py', 'cli.py', 'data.py'}  # run outside the training hot path; `clock == 'cpu'` names a clock
+    # run outside the training hot path; `clock == 'cpu'` names a clock
+    harness = {'compare.py', 'analysis.py', 'cli.py', 'data.py'}
     for f in (f for f in pkg.glob('*.py') if f.name not in harness):
         for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in ('cpu', 'cuda') for c in node.comparators):
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in ('cpu', 'cuda')
+                                                     for c in node.comparators):
                 src = ast.get_source_segment(f.read_text(), node)
                 if 'device_type' not in src: found.append(f"{f.name}: {src}")
-    allowed = {"boxes.py: t.device.type == 'cpu'", "fills.py: t.device.type == 'cpu'"}  # `on_host`; the sparse writer it picks
+    # `on_host`; the sparse writer it picks
+    allowed = {"boxes.py: t.device.type == 'cpu'", "fills.py: t.device.type == 'cpu'"}
     assert set(found) <= allowed, f"path choices outside on_host: {set(found) - allowed}"
 
 N, BS, SIZE = 48, 16, 24
@@ -83,7 +90,8 @@ def learner(cbs):
     dls = DataLoaders(TfmdDL(list(zip(x[:N], y[:N])), bs=BS, shuffle=True, after_batch=tfms),
                       TfmdDL(list(zip(x[N:], y[N:])), bs=BS, after_batch=tfms))
     dls.c = 3
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ResBlock(1, 8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ResBlock(1, 8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 3))
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
 
 CONFIGS = {  # each augmentation of the registry, and variants of this suite
@@ -92,7 +100,8 @@ CONFIGS = {  # each augmentation of the registry, and variants of this suite
     'sprinkles-many':       lambda: [ProgressiveSprinkles(p=1., n=70, size=.05, fill='noise')],
     'sprinkles-mean':       lambda: [ProgressiveSprinkles(p=1., n=3, size=.2, fill='mean')],
     'sprinkles-fixed':      lambda: [fixed_sprinkles(ProgressiveSprinkles(), 32)],
-    'annealed':             lambda: [ProgressiveSprinkles(p=0., n=3, size=.2), Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'bs': SchedLin(16, 24)})],
+    'annealed':             lambda: [ProgressiveSprinkles(p=0., n=3, size=.2),
+                                     Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'bs': SchedLin(16, 24)})],
     'cutmix-roll':          lambda: [CutMix(pairing='roll', p=.5)],
     'cutmix-batch':         lambda: [CutMix(per_sample=False)],
     'oneof-keep':           lambda: [SaliencyHook('lowres'), OneOf([KeepCutMix(), KeepCutout(size=.3)], ps=[.5, .5])],
@@ -109,7 +118,7 @@ def adam_steps(cb):
     return [s['step'] for s in opt.state.values()] if opt is not None else []
 
 def guard(cb, calls):
-    "Run `cb`'s `EVENTS` under `NoSync`, counting the calls; a `SaliencyHook` guards the trainer it adds at `before_fit`"
+    "Run `cb`'s `EVENTS` under `NoSync`, counting calls; a `SaliencyHook` guards the trainer it adds in `before_fit`"
     if vars(cb).get('_guarded'): return
     object.__setattr__(cb, '_guarded', True)
     for ev in EVENTS:

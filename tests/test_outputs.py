@@ -13,7 +13,8 @@ def texts(o):
     elif o['output_type'] == 'error': yield 'error', '\n'.join(o.get('traceback', []))
     else:
         for k, v in o.get('data', {}).items():
-            if k.startswith('text/') or k.endswith('json'): yield k, v if isinstance(v, str) else ''.join(v) if isinstance(v, list) else json.dumps(v)
+            if k.startswith('text/') or k.endswith('json'):
+                yield k, v if isinstance(v, str) else ''.join(v) if isinstance(v, list) else json.dumps(v)
 
 def problems(nb_path):
     nb = json.loads(nb_path.read_text())

@@ -1,11 +1,9 @@
 """Every augmentation callback under reduced precision and channels_last: fastai's `to_fp16` and `to_bf16`, a real CPU
 bfloat16 autocast around the forward pass, channels_last inputs and model, and bfloat16 inputs and model.
 
-The augmented batch must keep the input's dtype and memory format, and the batch, the saliency maps and the loss must stay
-finite. Function-level checks cover `sprinkle` and the saliency maps on float16 and bfloat16 tensors.
+The augmented batch must keep the input's dtype and memory format, and the batch, the saliency maps and the loss must
+stay finite. Function-level checks cover `sprinkle` and the saliency maps on float16 and bfloat16 tensors.
 """
-import warnings
-
 import pytest
 import torch
 from torch import nn
@@ -30,15 +28,17 @@ CL = torch.channels_last
 def make_dls():
     "Random 3x16x16 images, 3 classes; a `Normalize` in the training loader gives the stats for `fill='mean'`"
     g = torch.Generator().manual_seed(0)
-    xs, ys = torch.randn(N_TRAIN + N_VALID, 3, 16, 16, generator=g), torch.randint(0, N_CLS, (N_TRAIN + N_VALID,), generator=g)
+    xs = torch.randn(N_TRAIN + N_VALID, 3, 16, 16, generator=g)
+    ys = torch.randint(0, N_CLS, (N_TRAIN + N_VALID,), generator=g)
     norm = Normalize.from_stats(MEAN, STD, cuda=False)
-    return DataLoaders(TfmdDL(TensorDataset(xs[:N_TRAIN], ys[:N_TRAIN]), bs=BS, shuffle=True, num_workers=0, after_batch=norm),
+    return DataLoaders(TfmdDL(TensorDataset(xs[:N_TRAIN], ys[:N_TRAIN]), bs=BS, shuffle=True, num_workers=0,
+                              after_batch=norm),
                        TfmdDL(TensorDataset(xs[N_TRAIN:], ys[N_TRAIN:]), bs=BS, num_workers=0))
 
 def tiny_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, N_CLS))
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, N_CLS))
 
 def finite(t) -> bool: return bool(torch.isfinite(t).all())
 
@@ -56,7 +56,8 @@ class Record(Callback):
         x, x0 = self.x, self.learn.before.x0
         row = dict(dtype=x.dtype, cl=x.is_contiguous(memory_format=CL), finite=finite(x), changed=bool((x != x0).any()))
         hook = getattr(self.learn, 'saliency_hook', None)
-        if hook is not None: row.update(sal_dtype=hook.sal.dtype, sal_finite=finite(hook.sal), sal_any=bool(hook.sal.abs().sum() > 0))
+        if hook is not None:
+            row.update(sal_dtype=hook.sal.dtype, sal_finite=finite(hook.sal), sal_any=bool(hook.sal.abs().sum() > 0))
         self.rows.append(row)
     def after_pred(self):
         if self.training: self.rows[-1]['pred_dtype'] = self.pred.dtype
@@ -91,7 +92,7 @@ SETUPS = {  # each augmentation of the registry, and the fills and pairings of t
 MODES = ('fp16', 'bf16', 'cpu_autocast', 'channels_last', 'bf16_inputs')
 
 def train(setup, mode):
-    "Fit a tiny learner with `setup`'s callbacks under `mode` for one epoch; return the learner, its loss function and record"
+    "A tiny learner fitted with `setup`'s callbacks under `mode` for one epoch, its loss function and record"
     lf, rec, ac = CrossEntropyLossFlat(), Record(), CpuAutocast()
     cbs = [Before(), rec, *SETUPS[setup]()]
     model = tiny_cnn()
@@ -124,7 +125,8 @@ def test_training_keeps_dtype_format_and_finite_values(setup, mode):
         if 'sal_dtype' in r: assert r['sal_dtype'] == torch.float32 and r['sal_finite'] and r['sal_any']
     if mode == 'cpu_autocast': assert all(r['pred_dtype'] == torch.bfloat16 for r in rec.rows)  # the autocast is real
     if mode in ('fp16', 'bf16'): assert learn.mixed_precision.autocast is None  # MixedPrecision ran its after_fit
-    assert learn.recorder.values and all(torch.isfinite(torch.tensor(v)) for v in learn.recorder.values[-1])  # train and valid loss
+    # train and valid loss
+    assert learn.recorder.values and all(torch.isfinite(torch.tensor(v)) for v in learn.recorder.values[-1])
 
 # ---------------------------------------------------------------- functions on float16 and bfloat16 tensors
 
@@ -136,7 +138,8 @@ def test_sprinkle_on_half_tensors(dtype, fill, opacity):
     x = torch.randn(6, 3, 16, 16, generator=g).to(dtype)
     stats = dict(mean=MEAN, std=STD) if fill == 'mean' else {}
     for xin in (x, x.to(memory_format=CL)):
-        r = sprinkle(xin, 1., (2, 4), .25, fill, opacity, return_mask=True, generator=torch.Generator().manual_seed(2), **stats)
+        r = sprinkle(xin, 1., (2, 4), .25, fill, opacity, return_mask=True, generator=torch.Generator().manual_seed(2),
+                     **stats)
         assert r.x.dtype == dtype and r.x.shape == x.shape and finite(r.x)
         assert r.x.is_contiguous(memory_format=CL) == (xin is not x)
         m = r.mask.expand_as(x)
@@ -160,7 +163,8 @@ def test_saliency_under_cpu_bf16_autocast_is_finite_float32():
         assert net(x).dtype == torch.bfloat16  # the autocast is active
         maps = [saliency(net, x, y), lowres_saliency(net, x, y, 2.)]
     for s in maps:
-        assert s.dtype == torch.float32 and s.shape == (4, 16, 16) and finite(s) and bool((s >= 0).all()) and bool(s.sum() > 0)
+        assert s.dtype == torch.float32 and s.shape == (4, 16, 16)
+        assert finite(s) and bool((s >= 0).all()) and bool(s.sum() > 0)
 
 def test_saliency_of_a_bfloat16_model_is_finite_float32():
     net = tiny_cnn().to(torch.bfloat16)

@@ -46,8 +46,10 @@ def test_readme_main_job_runs_after_setup():
         assert line.startswith(f'.venv/bin/{name} ') or line == f'.venv/bin/{name}', \
             f"not runnable right after `{setup}` (the venv is not activated): {line}"
         assert lines.index(line) > lines.index(setup), f'shown before the set-up line: {line}'
-        exe = ROOT/'.venv'/'bin'/name if (ROOT/'.venv'/'bin'/name).exists() else BIN/name  # a fresh clone after set-up has the first
+        # a fresh clone after set-up has the first
+        exe = ROOT/'.venv'/'bin'/name if (ROOT/'.venv'/'bin'/name).exists() else BIN/name
         r = run([str(exe), '--help'], timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         for opt in re.findall(r'(?<!\S)(--[\w-]+)', line):
-            assert re.search(rf'(?<![\w-]){re.escape(opt)}(?![\w-])', r.stdout), f'{name} --help does not list {opt}: {line}'
+            assert re.search(rf'(?<![\w-]){re.escape(opt)}(?![\w-])', r.stdout), \
+                f'{name} --help does not list {opt}: {line}'

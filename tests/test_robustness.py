@@ -1,11 +1,11 @@
-"Robustness of the callbacks: `export` and `load_learner`, resuming with `start_epoch`, and faults in the middle of an epoch."
+"""Robustness of the callbacks: `export` and `load_learner`, resuming with `start_epoch`, and faults in the middle of
+an epoch."""
 import copy, random, warnings
 
 import torch
-torch.set_num_threads(1)
 import pytest
 from torch import nn
-import fastai.callback.progress  # Learner.no_bar
+import fastai.callback.progress  # noqa: F401 (adds Learner.no_bar)
 from torch.utils.data import TensorDataset
 from fastai.basics import (Learner, DataLoaders, TfmdDL, Callback, CrossEntropyLossFlat, CancelFitException,
                            CancelEpochException, CancelBatchException, set_seed, load_learner)
@@ -22,6 +22,8 @@ from fastai_sprinkles.anneal import Annealer
 from fastai_sprinkles.cutmix import CutMix
 from fastai_sprinkles.saliency import SaliencyHook
 from fastai_sprinkles.keep import KeepCutout, KeepCutMix
+
+torch.set_num_threads(1)
 
 N_CLS, NAMES = 4, list('abcd')
 N_TRAIN, N_VALID, BS = 48, 16, 12
@@ -48,7 +50,7 @@ def tensor_dls(seed=0, bs=BS):
                        TfmdDL(TensorDataset(X[N_TRAIN:], y[N_TRAIN:]), bs=bs, num_workers=0))
 
 def tiny_net(seed=0):
-    "A small CNN with BatchNorm, dropout and one residual block (the early head of `SaliencyHook('early')` goes after it)"
+    "A small CNN with BatchNorm, dropout and a residual block (the early head of `SaliencyHook('early')` goes after it)"
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), ResBlock(1, 8, 8),
                          nn.Dropout(.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, N_CLS))
@@ -66,13 +68,14 @@ def same_state(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 class Spy(Callback):
-    "Keep, for every training batch, what the schedules gave: the sprinkles' values, the batch size and the lr of the step"
+    "Keep, for every training batch, what the schedules gave: the sprinkles' values, the batch size and the step's lr"
     order = 1
     def __init__(self): self.rows = []
     def before_batch(self):
         if not self.training: return
         sp = self.learn.progressive_sprinkles
-        self.rows.append(dict(epoch=self.epoch, iter=self.iter, p=sp.p, size=sp.size, bs=self.dl.bs, len=len(self.xb[0])))
+        self.rows.append(dict(epoch=self.epoch, iter=self.iter, p=sp.p, size=sp.size, bs=self.dl.bs,
+                              len=len(self.xb[0])))
     def after_step(self): self.rows[-1]['lr'] = [h['lr'] for h in self.opt.hypers]
 
 # ---------------------------------------------------------------- export and load_learner
@@ -166,7 +169,7 @@ def annealed():
                       'bs': SchedLin(8, 20)}, every={'progressive_sprinkles.size': 2}, lr_scale='linear')]
 
 def test_resume_annealer():
-    "The values the Annealer sets, the batch sizes and the scaled lr of a resumed fit are those of the uninterrupted one"
+    "The values the Annealer sets, the batch sizes and the scaled lr of a resumed fit are the uninterrupted one's"
     full = Learner(tensor_dls(), tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[*annealed(), Spy()])
     quiet(full, 'fit', 4, 1e-2)
     resumed = Learner(tensor_dls(), tiny_net(), loss_func=CrossEntropyLossFlat(), cbs=[*annealed(), Spy()])
@@ -181,7 +184,7 @@ def test_resume_annealer():
     assert resumed.opt.hypers[0]['lr'] == pytest.approx(1e-2)
 
 class KeepRNG(Callback):
-    "Keep every random state at the start of epoch `at` (`restore=False`), or put kept states back then (`restore=True`)"
+    "Keep every random state at the start of epoch `at` (`restore=False`), or put kept ones back then (`restore=True`)"
     order = -20
     def __init__(self, at, states=None): self.at, self.states = at, states
     def before_epoch(self):
@@ -194,16 +197,18 @@ class KeepRNG(Callback):
 
 def test_resume_from_save_model_callback(tmp_path):
     """Train with `SaveModelCallback(every_epoch=True, with_opt=True)`, load the epoch-1 file into a fresh learner and
-    `fit(4, start_epoch=2)`: the schedules, batch sizes and lr are those of the uninterrupted run; with the random states
-    of epoch 2 put back, the final weights are bit-identical to the uninterrupted run's"""
+    `fit(4, start_epoch=2)`: the schedules, batch sizes and lr are those of the uninterrupted run; with the random
+    states of epoch 2 put back, the final weights are bit-identical to the uninterrupted run's"""
     set_seed(0)
     snaps = {}
     keep = KeepRNG(2)
     full = Learner(tensor_dls(), tiny_net(), loss_func=CrossEntropyLossFlat(), path=tmp_path, cbs=[*annealed(), Spy()])
     quiet(full, 'fit', 4, 1e-2, cbs=[SaveModelCallback(every_epoch=True, with_opt=True), keep,
-                                    cb(after_epoch=lambda c: snaps.setdefault(c.epoch, copy.deepcopy(c.model.state_dict())))])
+                                    cb(after_epoch=lambda c: snaps.setdefault(c.epoch,
+                                                                              copy.deepcopy(c.model.state_dict())))])
     assert sorted(p.name for p in (tmp_path/'models').glob('*.pth')) == [f'model_{e}.pth' for e in range(4)]
-    fresh = Learner(tensor_dls(), tiny_net(seed=1), loss_func=CrossEntropyLossFlat(), path=tmp_path, cbs=[*annealed(), Spy()])
+    fresh = Learner(tensor_dls(), tiny_net(seed=1), loss_func=CrossEntropyLossFlat(), path=tmp_path,
+                    cbs=[*annealed(), Spy()])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         fresh.load('model_1', with_opt=True)
@@ -218,10 +223,10 @@ def test_resume_from_save_model_callback(tmp_path):
 # ---------------------------------------------------------------- faults in the middle of an epoch
 
 def all_cbs():
-    "Every callback at once: sprinkles, an Annealer with a batch-size ramp and lr scaling, CutMix, an early head, KeepCutout"
+    "Every callback at once: sprinkles, an Annealer (batch-size ramp, lr scaling), CutMix, an early head, KeepCutout"
     return [ProgressiveSprinkles(p=.5, n=3, size=.15),
-            Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'keep_cutout.size': SchedLin(.2, .4), 'bs': SchedLin(8, 16)},
-                     lr_scale='linear'),
+            Annealer({'progressive_sprinkles.p': SchedLin(0, 1), 'keep_cutout.size': SchedLin(.2, .4),
+                      'bs': SchedLin(8, 16)}, lr_scale='linear'),
             CutMix(alpha=.5), SaliencyHook('early'), KeepCutout(size=.3)]
 
 def fault(exc, event, at=3):
@@ -236,7 +241,8 @@ def fault(exc, event, at=3):
 LR = 1e-2
 
 def interrupted(exc, event, cbs=all_cbs, seed=0):
-    "A learner with `cbs` whose `fit(2)` was stopped by `exc` at the 3rd training batch, its loss function, and whether `exc` left `fit`"
+    """A learner with `cbs` whose `fit(2)` was stopped by `exc` at the 3rd training batch, its loss function, and
+    whether `exc` left `fit`"""
     set_seed(seed)
     lf = CrossEntropyLossFlat()
     learn = Learner(tensor_dls(), tiny_net(), loss_func=lf, lr=LR, cbs=cbs())
@@ -249,7 +255,8 @@ def interrupted(exc, event, cbs=all_cbs, seed=0):
 FAULTS = [CancelFitException, CancelEpochException, CancelBatchException, KeyboardInterrupt]
 # fastai has no event for these: they leave `fit` without `after_cancel_*`/`after_fit` (a CancelBatchException raised
 # in `after_batch` is outside the `try` that catches it)
-ESCAPES = {(KeyboardInterrupt, 'before_batch'), (KeyboardInterrupt, 'after_batch'), (CancelBatchException, 'after_batch')}
+ESCAPES = {(KeyboardInterrupt, 'before_batch'), (KeyboardInterrupt, 'after_batch'),
+           (CancelBatchException, 'after_batch')}
 
 def check_restored(learn, lf, hooks0):
     "The loss function, batch size, annealed attributes, lr and hooks are those from before the fit"
@@ -283,7 +290,8 @@ def test_fault_mid_epoch_restores_and_predicts_as_the_plain_model(exc, event):
     assert plain_escaped == escaped
     assert modes(learn.model) == modes(plain.model)
     assert torch.is_grad_enabled()
-    if exc is CancelFitException or escaped: assert len(rows(learn.progressive_sprinkles.hist)) == 3  # stopped at the 3rd batch
+    if exc is CancelFitException or escaped:  # stopped at the 3rd batch
+        assert len(rows(learn.progressive_sprinkles.hist)) == 3
     check_restored(learn, lf, 0)
     net = tiny_net()
     net.load_state_dict(learn.model.state_dict())
@@ -319,12 +327,13 @@ def test_fault_restores_at_once_callbacks_passed_to_fit(exc, event):
     assert torch.is_grad_enabled() and not torch.is_autocast_enabled()
 
 def transplant(src, dst):
-    "Give `dst` the state training legitimately carries over: weights, optimizer state, early head, the loader's shuffle"
+    "Give `dst` the state training rightly carries over: weights, optimizer state, early head, the loader's shuffle"
     dst.model.load_state_dict(src.model.state_dict())
     dst.create_opt()
     dst.opt.load_state_dict(copy.deepcopy(src.opt.state_dict()))
     hs, hd = src.saliency_hook, dst.saliency_hook
-    hd._own = copy.deepcopy(hs._own)  # the hook's own `EarlyHeadTrainer`, off the learner after the fault: its head and Adam
+    # the hook's own `EarlyHeadTrainer`, off the learner after the fault: its head and Adam
+    hd._own = copy.deepcopy(hs._own)
     dst.dls.train.rng = copy.deepcopy(src.dls.train.rng)
 
 @pytest.mark.parametrize('event', ['before_batch', 'after_batch'])

@@ -5,16 +5,19 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT/'tools'))
 import run_nbs
 
-WARN = ("/x/.venv/lib/python3.11/site-packages/torch/jit/_script.py:1491: FutureWarning: `torch.jit.script` is deprecated.\n"
+WARN = ("/x/.venv/lib/python3.11/site-packages/torch/jit/_script.py:1491: "
+        "FutureWarning: `torch.jit.script` is deprecated.\n"
         "  warnings.warn(\n")
 
 def test_strip_warnings_keeps_other_stderr():
     assert run_nbs.strip_warnings(WARN) == ''
     assert run_nbs.strip_warnings(WARN + 'real error\n  with detail\n') == 'real error\n  with detail\n'
-    assert run_nbs.strip_warnings('Traceback (most recent call last):\n  File "x"\nValueError: bad\n').startswith('Traceback')
+    tb = 'Traceback (most recent call last):\n  File "x"\nValueError: bad\n'
+    assert run_nbs.strip_warnings(tb).startswith('Traceback')
 
 def test_run_saves_outputs_without_warnings(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import warnings, sys\nwarnings.warn('old API', FutureWarning)\nprint(6*7)"),
+    code = "import warnings, sys\nwarnings.warn('old API', FutureWarning)\nprint(6*7)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code),
                                          nbformat.v4.new_code_cell("print('kept', file=sys.stderr)")])
     nb.metadata['kernelspec'] = dict(name='python3', display_name='python3', language='python')
     p = tmp_path/'t.ipynb'

@@ -1,8 +1,7 @@
-"""The early head's own callback, `EarlyHeadTrainer`, and how `SaliencyHook('early')` uses it: the hook's own trainer is on
-the learner for the fit only, however the fit stops; a trainer of yours is used, not a second one; the weighted early
+"""The early head's own callback, `EarlyHeadTrainer`, and how `SaliencyHook('early')` uses it: the hook's own trainer is
+on the learner for the fit only, however the fit stops; a trainer of yours is used, not a second one; the weighted early
 loss joins the loss backpropagated and the head steps; the other modes add nothing; under a gradient scaler the head
 steps on unscaled gradients and skips an overflow."""
-import copy
 
 import pytest
 import torch
@@ -53,7 +52,8 @@ def test_early_hook_alone_adds_its_own_trainer_for_the_fit_only():
     quiet(learn, 'fit', 1, 1e-2)
     t = hook.trainer
     assert isinstance(t, EarlyHeadTrainer) and len(seen) == 4 and all(ts == [t] for ts, _ in seen)
-    assert (t.weight, t.layer, t.lr) == (.5, None, 2e-3) and t.block is learn.model[3]  # the hook's arguments, the first block
+    # the hook's arguments, the first block
+    assert (t.weight, t.layer, t.lr) == (.5, None, 2e-3) and t.block is learn.model[3]
     assert cbs_of(learn) == cbs0 and not hasattr(learn, 'early_head_trainer') and t.learn is None
     assert n_hooks(learn.model) == 0
     assert hook.head is t.head and isinstance(t.head, nn.Module) and t.head[-1].out_features == 3
@@ -67,7 +67,7 @@ def test_early_hook_alone_adds_its_own_trainer_for_the_fit_only():
     assert torch.equal(s, lowres_saliency(learn.model, x, y, 2, head=lambda v: t.head(run_to(learn.model, t.block, v))))
 
 def test_early_hook_passed_to_fit_leaves_nothing():
-    "The hook passed to `fit`: neither it nor its trainer is on the learner afterwards; it maps with the head it trained"
+    "The hook passed to `fit`: neither it nor its trainer stays on the learner; it maps with the head it trained"
     learn, hook, seen = learner(), SaliencyHook('early'), []
     cbs0 = cbs_of(learn)
     quiet(learn, 'fit', 1, cbs=[hook, spy(seen)])
@@ -106,16 +106,19 @@ def test_early_hook_takes_its_trainer_off_however_the_fit_stops(exc, where):
 
 def test_a_failing_trainer_comes_off_at_once():
     "No residual block and no `early_layer`: the error names `early_layer`, and the trainer is not left on the learner"
-    learn = Learner(rand_dls(), nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
+    learn = Learner(rand_dls(),
+                    nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
                     loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('early')])
     cbs0 = cbs_of(learn)
     with pytest.raises(ValueError, match='pass early_layer=<module or name>'): quiet(learn, 'fit', 1)
     assert cbs_of(learn) == cbs0 and trainers(learn) == []
-    with pytest.raises(ValueError, match=r"\tlayer='nope' is not a module name"):  # fastai puts the callback and event first
-        quiet(Learner(rand_dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=[EarlyHeadTrainer(layer='nope')]), 'fit', 1)
+    # fastai puts the callback and event first
+    with pytest.raises(ValueError, match=r"\tlayer='nope' is not a module name"):
+        quiet(Learner(rand_dls(), net(), loss_func=CrossEntropyLossFlat(), cbs=[EarlyHeadTrainer(layer='nope')]),
+              'fit', 1)
 
 def test_validate_inside_a_fit_keeps_the_trainer():
-    "A `validate` run inside the fit (here after the training batches of each epoch) does not take the hook's trainer off"
+    "A `validate` run inside the fit (here after each epoch's training batches) does not take the hook's trainer off"
     hook, seen, scores = SaliencyHook('early'), [], []
     learn = learner([hook, spy(seen), cb(5, after_train=lambda c: scores.append(c.learn.validate()))])
     quiet(learn, 'fit', 2)
@@ -142,20 +145,23 @@ def test_lr_find_and_get_preds_train_no_head():
 
 @pytest.mark.parametrize('where', ['learner', 'fit'])
 def test_a_trainer_of_yours_is_used_not_a_second_one(where):
-    "With an `EarlyHeadTrainer` in the fit, the hook maps with its head, makes none of its own, and leaves it where it was"
+    "With an `EarlyHeadTrainer` in the fit, the hook maps with its head, makes none of its own, leaves it where it was"
     t, hook, seen = EarlyHeadTrainer(weight=.2, layer='0', lr=1e-3), SaliencyHook('early', early_weight=.9), []
     learn = learner([hook, spy(seen)] + ([t] if where == 'learner' else []))
     quiet(learn, 'fit', 1, cbs=[t] if where == 'fit' else None)
     assert len(seen) == 4 and all(ts == [t] for ts, _ in seen)  # one trainer on the learner: yours
     assert hook.trainer is t and hook._own is None and hook.head is t.head and t.head is not None
-    assert (t.weight, t.layer, t.lr) == (.2, '0', 1e-3) and t.block is learn.model[0]  # the hook's early_* are not forced on it
+    # the hook's early_* are not forced on it
+    assert (t.weight, t.layer, t.lr) == (.2, '0', 1e-3) and t.block is learn.model[0]
     assert trainers(learn) == ([t] if where == 'learner' else [])
     x, y = learn.dls.one_batch()
-    assert torch.equal(hook.compute(x, y), lowres_saliency(learn.model, x, y, 2, head=lambda v: t.head(run_to(learn.model, t.block, v))))
+    head = lambda v: t.head(run_to(learn.model, t.block, v))
+    assert torch.equal(hook.compute(x, y), lowres_saliency(learn.model, x, y, 2, head=head))
 
 def test_a_trainer_of_yours_is_the_old_hook_bit_for_bit():
-    """`[EarlyHeadTrainer(weight, layer, lr), SaliencyHook('early')]` trains exactly as `SaliencyHook('early', early_weight=weight,
-    early_layer=layer, early_lr=lr)`: same losses, weights, head and maps, whichever comes first in the list"""
+    """`[EarlyHeadTrainer(weight, layer, lr), SaliencyHook('early')]` trains exactly as
+    `SaliencyHook('early', early_weight=weight, early_layer=layer, early_lr=lr)`: same losses, weights, head and maps,
+    whichever comes first in the list"""
     runs = []
     for make in (lambda: [SaliencyHook('early', early_weight=.4, early_lr=3e-3)],
                  lambda: [EarlyHeadTrainer(weight=.4, lr=3e-3), SaliencyHook('early')],
@@ -180,8 +186,9 @@ def test_the_trainer_adds_its_weighted_loss_and_steps_the_head():
     h = learn.model[3].register_forward_hook(lambda m, i, o: acts.append(o.detach()))
     def before_step(c):  # after the backward pass, before any step
         with torch.no_grad(): want = c.learn.loss_func(t.head(acts[-1]), *c.learn.yb)
-        rows.append(dict(loss=c.learn.loss.detach().clone(), loss_grad=c.learn.loss_grad.detach().clone(), head_loss=t.head_loss,
-                         want=want, w=[p.detach().clone() for p in t.head.parameters()], g=[p.grad.clone() for p in t.head.parameters()]))
+        rows.append(dict(loss=c.learn.loss.detach().clone(), loss_grad=c.learn.loss_grad.detach().clone(),
+                         head_loss=t.head_loss, want=want, w=[p.detach().clone() for p in t.head.parameters()],
+                         g=[p.grad.clone() for p in t.head.parameters()]))
     def after_step(c): rows[-1]['w1'] = [p.detach().clone() for p in t.head.parameters()]
     quiet(learn, 'fit', 1, 1e-2, cbs=cb(5, before_step=before_step, after_step=after_step))
     h.remove()
@@ -199,17 +206,21 @@ def test_weight_zero_adds_nothing_and_lr_none_follows_the_learner():
     "weight=0 leaves the loss as it was; with lr=None the head steps at the learner's current lr"
     t, rows = EarlyHeadTrainer(weight=0.), []
     learn = learner([t])
-    def before_step(c): rows.append((c.learn.loss.clone(), c.learn.loss_grad.detach().clone(), [p.detach().clone() for p in t.head.parameters()]))
+    def before_step(c):
+        rows.append((c.learn.loss.clone(), c.learn.loss_grad.detach().clone(),
+                     [p.detach().clone() for p in t.head.parameters()]))
     quiet(learn, 'fit', 1, 2e-3, cbs=cb(5, before_step=before_step))
     assert all(torch.equal(l, g) for l, g, _ in rows)
     step = torch.cat([(a - b).abs().flatten() for a, b in zip(rows[0][2], rows[1][2])])
     assert torch.allclose(step[step > 0], torch.full_like(step[step > 0], 2e-3), rtol=1e-3)
 
 def test_an_annealer_schedules_the_weight():
-    "The trainer's `weight` can be annealed (`'early_head_trainer.weight'`): each batch adds its own weight, put back after the fit"
+    """The trainer's `weight` can be annealed (`'early_head_trainer.weight'`): each batch adds its own weight, put back
+    after the fit"""
     t, rows = EarlyHeadTrainer(weight=.3), []
     learn = learner([t])
-    rec = cb(5, before_step=lambda c: rows.append((t.weight, c.learn.loss.clone(), c.learn.loss_grad.detach().clone(), t.head_loss)))
+    rec = cb(5, before_step=lambda c: rows.append((t.weight, c.learn.loss.clone(), c.learn.loss_grad.detach().clone(),
+                                                   t.head_loss)))
     quiet(learn, 'fit', 2, cbs=[Annealer({'early_head_trainer.weight': SchedLin(0., 1.)}), rec])
     assert [w for w, *_ in rows] == pytest.approx([i/8 for i in range(8)]) and t.weight == .3
     assert all(torch.equal(g, l + w*h) for w, l, g, h in rows)

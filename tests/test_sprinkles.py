@@ -112,7 +112,8 @@ def test_resume_with_start_epoch():
     learn.fit(4, cbs=resumed, start_epoch=2)
     nb = N_TRAIN//BS
     assert len(rows(resumed.hist)) == 2*nb
-    for a, b in zip(rows(full.hist)[2*nb:], rows(resumed.hist)): assert (a['p'], a['n'], a['pct']) == (b['p'], b['n'], b['pct'])
+    for a, b in zip(rows(full.hist)[2*nb:], rows(resumed.hist)):
+        assert (a['p'], a['n'], a['pct']) == (b['p'], b['n'], b['pct'])
 
 def test_with_annealer_and_plain_torch_optimizer():
     learn, _ = learner(opt_func=partial(OptimWrapper, opt=torch.optim.SGD))
@@ -143,15 +144,18 @@ def test_cancelled_fit_then_fit_again():
 
 def test_non_image_batch_is_a_clear_error():
     x = torch.rand(32, 5)
-    dls = DataLoaders(TfmdDL(list(zip(x, torch.zeros(32).long())), bs=8), TfmdDL(list(zip(x, torch.zeros(32).long())), bs=8))
+    items = list(zip(x, torch.zeros(32).long()))
+    dls = DataLoaders(TfmdDL(items, bs=8), TfmdDL(items, bs=8))
     learn = Learner(dls, nn.Linear(5, 2), loss_func=CrossEntropyLossFlat())
     with pytest.raises(TypeError, match=r'x must be a 4-D floating point tensor \(B, C, H, W\), got a 2-D'):
         learn.fit(1, cbs=always())
 
-@pytest.mark.parametrize('kw,msg', [(dict(p=-.1), r'p must be in \[0, 1\]'), (dict(p=SchedLin(0, 1.5)), r'p must be in \[0, 1\]'),
+@pytest.mark.parametrize('kw,msg', [(dict(p=-.1), r'p must be in \[0, 1\]'),
+                                    (dict(p=SchedLin(0, 1.5)), r'p must be in \[0, 1\]'),
                                     (dict(n=(3, 1)), 'inverted'), (dict(n=-1), 'n must be >= 0'),
                                     (dict(size=0), 'size must be > 0'), (dict(size=(.3, .1)), 'inverted'),
-                                    (dict(fill='red'), 'fill must be one of'), (dict(opacity=1.5), r'opacity must be in \(0, 1\]'),
+                                    (dict(fill='red'), 'fill must be one of'),
+                                    (dict(opacity=1.5), r'opacity must be in \(0, 1\]'),
                                     (dict(p=object()), 'p must be a constant')])
 def test_bad_input_at_construction(kw, msg):
     with pytest.raises((ValueError, TypeError), match=msg): ProgressiveSprinkles(**kw)

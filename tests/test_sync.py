@@ -1,6 +1,5 @@
 "Notebooks are clean and the modules are exactly what `nbdev-export` makes of them"
 import shutil
-from pathlib import Path
 from conftest import ROOT, BIN, run
 
 def _snapshot(root):

@@ -5,7 +5,7 @@ say nothing about the lesson and name paths of the machine that ran it: they are
 Anything else on stderr is kept, and tests/test_outputs.py then fails on it, so it gets fixed rather than hidden.
 Usage: `.venv/bin/python tools/run_nbs.py nbs/00_data.ipynb [...]`, then `nbdev-clean`.
 """
-import argparse, re, sys, time
+import argparse, re, time
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
@@ -44,10 +44,12 @@ def run(path:Path, timeout:int=1800):
     "Execute notebook `path` in its own folder and save it with cleaned outputs"
     nb = nbformat.read(path, as_version=4)
     t = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=timeout, kernel_name='python3',
+                   resources={'metadata': {'path': str(path.parent)}}).execute()
     n = clean_outputs(nb)
     nbformat.write(nb, path)
-    print(f"{path.name}: executed in {time.perf_counter() - t:.0f} s, warnings removed from {n} stderr output(s)", flush=True)
+    print(f"{path.name}: executed in {time.perf_counter() - t:.0f} s, warnings removed from {n} stderr output(s)",
+          flush=True)
 
 
 if __name__ == '__main__':
