@@ -1,10 +1,11 @@
 """The docs command builds the site, and every page works in a real headless Chromium.
 
 The site is built into `_docs/` exactly as `tools/build_docs.py --no-readme` (and the deploy workflow) builds it,
-served on 127.0.0.1 as any static host serves it, and opened page by page. One full-page screenshot per page is
-written to `_docs/screenshots/` for people to look at."""
+served on 127.0.0.1 as any static host serves it, and opened page by page at 1400 px. One full-page screenshot per
+page is written to `_docs/screenshots/` (SHOTS) for people to look at."""
 import functools, http.server, os, re, struct, sys, threading, time
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, unquote
 import nbformat, pytest
 from conftest import ROOT, chromium
@@ -18,6 +19,8 @@ FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
 MACHINE_PATH = re.compile(r'(?<![\w.~-])/(root|tmp|home|work|private/var|Users)/|/\S*\.venv/|[A-Z]:\\Users\\')
 RAW_TEX = re.compile(r'\$[^$\s][^$\n]*\$|\\\(|\\\[|\\(frac|lfloor|rfloor|mathrm|partial)\b')
 WARNING_TEXT = re.compile(r'Traceback \(most recent call last\)|\b\w*Warning: |warnings\.warn\(')
+WIDTH = 1400  # the browser's width: a laptop's, with the sidebar and the page's contents beside the text
+SHOTS = ROOT/'_docs'/'screenshots'
 
 
 # ---------------------------------------------------------------- what the notebooks say the site must have
@@ -110,15 +113,53 @@ READ_PAGE = """() => {
                       const charW = cx.measureText(p.innerText).width / p.innerText.length;
                       return p.getBoundingClientRect().width / charW; })() : null,
     highlighted: content.querySelectorAll('div.highlight pre code span.k, div.highlight pre code span.kn').length,
+    entries: [...content.querySelectorAll('.doc-entry')].map(d => { const h = d.querySelector('h3[id], h4[id]');
+              const tbl = [...d.querySelectorAll('table')].find(t => t.rows[0]?.cells[0]?.innerText.trim() === '');  // the parameters'
+              return {id: h?.id, name: txt(h), kind: h?.dataset.kind, source: !!d.querySelector('a.doc-source'),
+                      sig: txt(d.querySelector('.doc-signature')), params: tbl ? [...tbl.querySelectorAll('tbody tr')].map(r => r.cells[0].innerText.trim()) : null,
+                      events: [...d.querySelectorAll('[data-entry]')].map(e => ({id: e.id, name: e.dataset.entry}))}; }),
+    // what each anchor of the page names: an API entry's heading, or an event listed in its class's entry
+    targets: Object.fromEntries([...content.querySelectorAll('.doc-entry h3[id], .doc-entry h4[id], [data-entry]')].map(
+              e => [e.id, e.dataset.entry ?? txt(e)])),
+    // links made for a symbol: their text is one piece of code; `fastai` when the text before them says "fastai's"
+    symlinks: [...content.querySelectorAll('a[href]')].filter(a => a.childNodes.length === 1 && a.firstChild.nodeName === 'CODE').map(a => {
+              const before = (a.previousSibling?.textContent ?? '').slice(-10);
+              return {href: a.getAttribute('href'), name: a.innerText.trim(), fastai: /fastai's\\s*$/.test(before)}; }),
+    ...checkWidth(content),
   };
+}"""
+
+# Wide content: the content column is `.md-content` (the text between the sidebars). Anything wider must be inside a
+# box that scrolls sideways, fits the column, and says so: `scroll-cue.js` gives such a box the class `scrolls-x` and
+# puts a visible `.scroll-cue` just above it.
+CHECK_WIDTH = """function checkWidth(content) {
+  const col = document.querySelector('.md-content').getBoundingClientRect();
+  const BLOCK = 'div.highlight, .md-typeset__scrollwrap, .nb-html, .math-block';
+  const scrolls = e => { const o = getComputedStyle(e).overflowX; return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; };
+  const fits = r => r.left >= col.left - 1 && r.right <= col.right + 1;
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
+  const cued = e => { const b = e.closest(BLOCK) || e, c = b.previousElementSibling;
+                      return e.classList.contains('scrolls-x') && !!c && c.classList.contains('scroll-cue') && c.offsetHeight > 0 && c.innerText.trim().length > 0; };
+  const wide = [];
+  for (const e of content.querySelectorAll('*')) {
+    const r = e.getBoundingClientRect();
+    if (!r.width || fits(r)) continue;
+    let a = e.parentElement;
+    while (a && a !== content && !scrolls(a)) a = a.parentElement;
+    if (!a || a === content || !fits(a.getBoundingClientRect()) || !cued(a))
+      wide.push(`${name(e)} spans ${Math.round(r.left)}-${Math.round(r.right)} px, the column ${Math.round(col.left)}-${Math.round(col.right)}: ${(e.innerText || '').slice(0, 60)}`);
+  }
+  const uncued = [...content.querySelectorAll('*')].filter(e => scrolls(e) && !cued(e)).map(name);
+  return {wide, uncued, cues: content.querySelectorAll('.scroll-cue').length};
 }"""
 
 @pytest.fixture(scope='module')
 def rendered(site, browser):
     "Every page opened in Chromium: what it shows, every request it made, every script error; a screenshot each"
-    shots = site['out']/'screenshots'
+    shots = site['out']/'screenshots'  # SHOTS
     shots.mkdir(exist_ok=True)
-    ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
+    ctx = browser.new_context(viewport={'width': WIDTH, 'height': 900})
+    ctx.set_default_timeout(120_000)  # a full-page screenshot of a long page, on a busy machine
     res = {}
     for page in PAGES:
         pg = ctx.new_page()
@@ -129,6 +170,7 @@ def rendered(site, browser):
         pg.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
         resp = pg.goto(site['url'] + page, wait_until='load')
         pg.wait_for_load_state('networkidle')
+        pg.add_script_tag(content=CHECK_WIDTH)
         info = pg.evaluate(READ_PAGE)
         info.update(status=resp.status, requests=reqs, failed=failed, errors=errors)
         pg.screenshot(path=str(shots/(Path(page).stem + '.png')), full_page=True)
@@ -246,20 +288,123 @@ def test_readable_and_highlighted(rendered, page):
     if r['chars_per_line'] is not None: assert r["chars_per_line"] <= 90, f"{r['chars_per_line']:.0f} characters a line"
     if page in MODULES: assert r['highlighted'] > 0, 'code is not highlighted'
 
+def sig_params(sig):
+    "The parameter names of a signature as the page shows it: `class X(a:int=1, *, b=(1, 2))` -> ['a', 'b']"
+    body = sig[sig.index('(') + 1:sig.rindex(')')]
+    parts, depth, cur, quote = [], 0, '', None
+    for ch in body:
+        if quote: quote = None if ch == quote else quote
+        elif ch in '\'"': quote = ch
+        elif ch in '([{': depth += 1
+        elif ch in ')]}': depth -= 1
+        elif ch == ',' and depth == 0: parts.append(cur); cur = ''; continue
+        cur += ch
+    parts.append(cur)
+    return [m.group(0) for s in parts if (m := re.match(r'\**\w+', s.strip()))]
+
+@functools.cache
+def library_names():
+    "The short names of the library's symbols (`CutMix`, `CutMix.p`, `cutmix`), from its `_modidx.py`"
+    return {k.removeprefix(mod + '.') for mod, syms in build_docs.modidx().items() for k in syms}
+
 @pytest.mark.browser
 @pytest.mark.parametrize('page', MODULES)
 def test_api_docs(rendered, page):
-    "A module's page shows its API: entries with a source link, an anchor nbdev links to, and the signature"
-    api = rendered[page]['api']
-    assert api, 'no API entries'
-    names = [e['name'].lower() for e in api]
-    for e in api:
-        if names.count(e['name'].lower()) == 1: assert e['id'] == e['name'].lower(), e
-        else: assert re.fullmatch(re.escape(e['name'].lower()) + r'(-\d+)?', e['id']), e  # `CutMix`, `cutmix`: 1 anchor
-    for n in set(names):  # nbdev's lowercase anchor lands on exactly one of the entries that share it
-        assert [e['id'] for e in api].count(n) == 1, n
+    """A module's page shows its API as docs.fast.ai does: each entry with a source link, its own anchor, the signature
+    as the code has it (no comments in it), a parameter table of the same parameters, and a class's callback events
+    listed in its entry rather than as entries"""
+    entries = rendered[page]['entries']
+    assert entries, 'no API entries'
+    ids = [e['id'] for e in entries]
+    assert len(set(ids)) == len(ids), ids
+    for e in entries:
+        assert e['source'] and e['kind'] in ('class', 'function', 'method', 'instance'), e
         assert re.match(r'(async )?def |class |\w+ instance', e['sig'] or ''), e
         assert 'NoneType' not in e['sig'], f"an annotation the code does not have: {e['sig']}"
+        assert not re.search(r'#\s', e['sig']), f"comments in the signature (they belong in the table): {e['sig']}"
+        if e['kind'] == 'class':  # an exception takes its message, `*args`
+            assert not re.search(r'\*\*kwargs|after_create=|before_fit=' + ('' if e['name'].endswith('Error') else r'|\*args'), e['sig']), \
+                f"not the signature a reader calls: {e['sig']}"
+        if e['params'] is not None: assert [p for p in e['params'] if p != 'Returns'] == sig_params(e['sig']), (e['params'], e['sig'])
+        # nbdev's anchor is the name in lower case; where two names differ only by case, the class keeps it
+        base = build_docs.pandoc_id(e['name'])
+        if not [o for o in entries if o is not e and build_docs.pandoc_id(o['name']) == base]: assert e['id'] == base, e
+        elif e['kind'] == 'class': assert e['id'] == base, e
+        else: assert e['id'].startswith(base + '-'), e
+    classes = {e['name']: e for e in entries if e['kind'] == 'class'}
+    events = build_docs.events()
+    assert not [e['name'] for e in entries if '.' in e['name'] and e['name'].rsplit('.', 1)[0] in classes
+                and e['name'].rsplit('.', 1)[1] in events], 'callback events shown as entries of their own'
+    for name, e in classes.items():
+        assert [ev['name'] for ev in e['events']] == [f'{name}.{ev}' for ev, _ in build_docs.class_events(page, name)]
+
+def entry(rendered, name):
+    return next(e for r in rendered.values() for e in r['entries'] if e['name'] == name)
+
+@pytest.mark.browser
+def test_real_signatures(rendered):
+    "NamedTuples show their fields, a subclass what it passes on to its parent, a callback none of fastai's event arguments"
+    assert entry(rendered, 'CutMixed')['sig'] == 'class CutMixed(x:Tensor, lam:Tensor, perm:Tensor, boxes:Boxes)'
+    assert entry(rendered, 'MixedLabels')['sig'] == 'class MixedLabels(lam:Tensor, perm:Tensor, loss_func:Callable, yb:tuple)'
+    assert entry(rendered, 'BatchAugment')['sig'] == 'class BatchAugment()'
+    keep, prog = entry(rendered, 'KeepSprinkles'), entry(rendered, 'ProgressiveSprinkles')
+    assert sig_params(keep['sig']) == sig_params(prog['sig']) + ['tau', 'grid'], keep['sig']
+    assert keep['params'] == sig_params(keep['sig'])
+    assert 'scheds' in entry(rendered, 'Annealer')['params']
+    assert [ev['name'] for ev in entry(rendered, 'Annealer')['events']][:2] == ['Annealer.before_fit', 'Annealer.before_train']
+
+@pytest.mark.browser
+@pytest.mark.parametrize('page', PAGES)
+def test_symbol_links_land_by_name(site, rendered, page):
+    """Every link made for a symbol (its text is the symbol's name, as code) lands on the entry headed by that name
+    (an attribute or a method with no entry of its own: on its class's); the library's names link into the site,
+    others to docs.fast.ai, and "fastai's `X`" to fastai's `X`"""
+    out, bad = site['out'].resolve(), []
+    for l in rendered[page]['symlinks']:
+        name, u = l['name'].removesuffix('()'), urlsplit(l['href'])
+        if l['fastai'] or (u.scheme and name not in library_names()):
+            if not l['href'].startswith('https://docs.fast.ai/'): bad.append((name, l['href'], 'not docs.fast.ai'))
+            continue
+        if u.scheme: bad.append((name, l['href'], "the library's own symbol, linked out of the site")); continue
+        f, frag = resolve(page, l['href'], out)
+        if not frag: continue  # a link to a page
+        target = rendered.get(f.name, {}).get('targets', {}).get(frag)
+        if target is None or not (target == name or name.startswith(target + '.')): bad.append((name, l['href'], target))
+    assert not bad, bad
+
+@pytest.mark.browser
+def test_cutmix_links(site, rendered):
+    "The issue's case: `CutMix` lands on the class, `cutmix` on the function, fastai's `CutMix` on docs.fast.ai"
+    out = site['out'].resolve()
+    links = [(p, l) for p, r in rendered.items() for l in r['symlinks']]
+    ours = [(p, l) for p, l in links if l['name'] in ('CutMix', 'CutMix()') and not l['fastai']]
+    theirs = [l for p, l in links if l['name'] in ('CutMix', 'CutMix()') and l['fastai']]
+    fn = [(p, l) for p, l in links if l['name'] in ('cutmix', 'cutmix()')]
+    assert len(ours) >= 10 and theirs and fn, (len(ours), len(theirs), len(fn))
+    cls, func = entry(rendered, 'CutMix'), entry(rendered, 'cutmix')
+    assert cls['kind'] == 'class' and func['kind'] == 'function' and cls['id'] != func['id']
+    for want, ls in ((cls, ours), (func, fn)):
+        for p, l in ls: assert resolve(p, l['href'], out) == (out/'cutmix.html', want['id']), (p, l, want['id'])
+    assert {l['href'] for l in theirs} == {'https://docs.fast.ai/callback.mixup.html#cutmix'}
+    for name in ('Learner', 'MixUp'):  # fastai's classes, named in the prose
+        hrefs = {l['href'] for p, l in links if l['name'] == name}
+        assert hrefs and all(h.startswith('https://docs.fast.ai/') for h in hrefs), (name, hrefs)
+
+@pytest.mark.browser
+@pytest.mark.parametrize('page', PAGES)
+def test_no_raw_markdown(rendered, page):
+    "No Markdown shown as text: a link inside a link (`[[`) or a link's `](` left over"
+    prose = rendered[page]['prose']
+    m = re.search(r'\]\(|\[\[', prose)
+    assert not m, f"raw Markdown: ...{prose[max(0, m.start()-80):m.end()+80]}..."
+
+@pytest.mark.browser
+@pytest.mark.parametrize('page', PAGES)
+def test_fits_the_column(rendered, page):
+    "Nothing wider than the content column, except inside a box that scrolls sideways and says so"
+    r = rendered[page]
+    assert not r['wide'], r['wide'][:5]
+    assert not r['uncued'], f"boxes that scroll sideways without saying so: {r['uncued'][:5]}"
 
 @pytest.mark.browser
 @pytest.mark.parametrize('page', FIGURES)
@@ -273,22 +418,32 @@ def test_figures(rendered, page):
 
 @pytest.mark.browser
 def test_screenshots(site, rendered):
+    "A full-page screenshot of every page at the test's width, in SHOTS: index, sprinkles, cutmix, imagenette and bad_input among them"
     for page in PAGES:
-        png = (site['out']/'screenshots'/(Path(page).stem + '.png')).read_bytes()
+        png = (SHOTS/(Path(page).stem + '.png')).read_bytes()
         w, h = struct.unpack('>II', png[16:24])
-        assert png[:8] == b'\x89PNG\r\n\x1a\n' and w == 1280 and h >= 900
+        assert png[:8] == b'\x89PNG\r\n\x1a\n' and w == WIDTH and h >= 900
+    assert {'index', 'sprinkles', 'cutmix', 'imagenette', 'bad_input'} <= {p.stem for p in SHOTS.glob('*.png')}
 
 @pytest.mark.browser
-def test_search_works_offline(site, browser):
-    "Typing a symbol in the search box lists its entry, from the site's own index"
-    pg = browser.new_page(viewport={'width': 1280, 'height': 900})
+def test_search_finds_each_class_first(site, browser, rendered):
+    "Typing a class's name in the search box lists its entry first, before its methods and the prose, offline"
+    classes = [(page, e['name'], e['id']) for page, r in rendered.items() for e in r['entries'] if e['kind'] == 'class']
+    assert len(classes) >= 15
+    pg = browser.new_page(viewport={'width': WIDTH, 'height': 900})
     pg.goto(site['url'] + 'index.html')
     pg.click('input.md-search__input')
-    pg.keyboard.type('Annealer')
-    pg.wait_for_selector('li.md-search-result__item', timeout=20000)
-    hrefs = pg.eval_on_selector_all('li.md-search-result__item a', 'els => els.map(e => e.getAttribute("href"))')
+    wrong = []
+    for k, (page, name, hid) in enumerate(classes):
+        pg.fill('input.md-search__input', name)
+        pg.keyboard.press('End')  # search runs on a key, not on `fill`'s input event
+        pg.wait_for_function('q => [...document.querySelectorAll("li.md-search-result__item a")].some(a => a.href.includes("h=" + q))',
+                             arg=name.lower(), timeout=120_000 if k == 0 else 20_000)  # the first waits for the index to load
+        hrefs = pg.eval_on_selector_all('li.md-search-result__item a', 'els => els.map(e => e.getAttribute("href"))')
+        first = next(urlsplit(h) for h in hrefs if urlsplit(h).fragment)
+        if (Path(first.path).name, first.fragment) != (page, hid): wrong.append((name, f'{first.path}#{first.fragment}'))
     pg.close()
-    assert any(re.search(r'anneal\.html(\?[^#]*)?#annealer$', h) for h in hrefs), hrefs
+    assert not wrong, wrong
 
 
 # ---------------------------------------------------------------- the renderer, without a browser
@@ -316,3 +471,76 @@ def test_heading_ids_as_nbdev_links_them():
     assert build_docs.pandoc_id('Left alone: `lr_find`, `get_preds`, the validation set') == \
         'left-alone-lr_find-get_preds-the-validation-set'
     assert build_docs.pandoc_id('1. Why *this*?') == 'why-this'
+
+
+# The API entries, links, anchors and tables, on small examples
+class _Base:
+    "A parent"
+    def __init__(self, a:int=1, # the a
+                 b:str|None=None): pass
+
+class _Sub(_Base):
+    "A child that passes the rest on"
+    def __init__(self, *args, c:float=0.5, # the c
+                 **kwargs): super().__init__(*args, **kwargs)
+
+class _Pair(NamedTuple):
+    "Two things"
+    x: int  # the first
+    y: float = 2.
+
+def _entry(sym):
+    from nbdev.showdoc import show_doc
+    with build_docs.faithful_signatures(), build_docs.site_entries(): return show_doc(sym)._repr_markdown_()
+
+def test_entries_as_docs_fast_ai():
+    "Signature without comments, the docments as a Type/Default/Details table, real signatures for NamedTuples and subclasses"
+    from fastai.callback.core import Callback
+    md = _entry(_Base)
+    assert '```python\nclass _Base(a:int=1, b:str|None=None)\n```' in md and '*A parent*' in md, md
+    assert '| a | <code>int</code> | <code>1</code> | the a |' in md, md
+    assert '| b | <code>str&#124;<wbr>None</code> | <code>None</code> |  |' in md, md  # a `|` in a type does not split the cell
+    md = _entry(_Sub)
+    assert 'class _Sub(a:int=1, b:str|None=None, *, c:float=0.5)' in md and '| c |' in md and '*args' not in md, md
+    md = _entry(_Pair)
+    assert 'class _Pair(x:int, y:float=2.0)' in md and '| x | <code>int</code> |  | the first |' in md, md
+    assert 'class _Cb()' in _entry(type('_Cb', (Callback,), {'__doc__': 'A callback'}))
+    def f(p:float|None=None, # the p
+          q=0.5)->int: "A function"
+    md = _entry(f)
+    assert 'def f(p:float|None=None, q=0.5)->int' in md and '#' not in md.split('```python')[1].split('```')[0], md
+
+def test_links_by_symbol():
+    "A hand link is not linked again; \"fastai's `X`\" and names the library does not have go to docs.fast.ai"
+    from nbdev.doclinks import NbdevLookup
+    nl = NbdevLookup()
+    line = "fastai's `CutMix`, our `CutMix`, [`fixed_sprinkles`](sprinkles.html#fixed_sprinkles), `Learner`, `_private`"
+    out = build_docs.link_line(nl, line)
+    assert out.startswith("fastai's [`CutMix`](https://docs.fast.ai/callback.mixup.html#cutmix), our [`CutMix`](https://"), out
+    assert '[`fixed_sprinkles`](sprinkles.html#fixed_sprinkles)' in out and '[[' not in out, out
+    assert '[`Learner`](https://docs.fast.ai/learner.html#learner)' in out and out.endswith('`_private`'), out
+
+def _page(entries):
+    "A Page made of `show_doc` outputs for (name, signature) pairs"
+    cells = [nbformat.v4.new_code_cell('show_doc(x)', outputs=[nbformat.v4.new_output(
+        'display_data', data={'text/markdown': f'---\n\n### {n}\n\n```python\n{sig}\n```\n\n*doc*'})]) for n, sig in entries]
+    return build_docs.Page(Path('04_x.ipynb'), nbformat.v4.new_notebook(cells=cells), {})
+
+def test_anchors_by_symbol():
+    "A class and a function whose names differ only by case: distinct anchors, the class keeping nbdev's; links by name"
+    p = _page([('cutmix', 'def cutmix(x)'), ('CutMix', 'class CutMix(alpha=1.)'), ('Other', 'class Other()')])
+    assert p.entry_ids == {'cutmix': 'cutmix-function', 'CutMix': 'cutmix', 'Other': 'other'}
+    md = build_docs.link_rewriter([p], 'https://site/')(
+        '[`CutMix`](https://site/x.html#cutmix) [`cutmix`](https://site/x.html#cutmix) [`CutMix.alpha`](https://site/x.html#cutmix.alpha)')
+    assert md == '[`CutMix`](x.md#cutmix) [`cutmix`](x.md#cutmix-function) [`CutMix.alpha`](x.md#cutmix)', md
+    assert '{#cutmix-function data-kind=function}' in p.markdown() and '{#cutmix data-kind=class}' in p.markdown()
+
+def test_dataframes_tidied():
+    "A DataFrame's HTML: no 0..n-1 index column, no float noise, numbers rounded per column"
+    import pandas as pd
+    df = pd.DataFrame(dict(config=['a', 'b'], diff=[2.75e-2, -1.110223e-16], p=[0.001609, 1.], n=[3, 4]))
+    out = build_docs.tidy_html(df._repr_html_())
+    assert '<style' not in out and '<th>0</th>' not in out and 'e-16' not in out and 'e-02' not in out, out
+    assert '<td>0.0275</td>' in out and '<td>0.0000</td>' in out and '<td>3</td>' in out, out
+    named = build_docs.tidy_html(df.set_index('config')._repr_html_())
+    assert '<th>config</th>' in named and '<th>a</th>' in named, named  # a named index stays, its name in the header

@@ -96,7 +96,10 @@ def faithful_signatures():
 
 @functools.cache
 def events():
-    "fastai's callback events, in the order a fit runs them"
+    "fastai's callback events, in the order a fit runs them (read from its source: no torch to import)"
+    import importlib.util
+    src = Path(importlib.util.find_spec('fastai.callback.core').origin).read_text()
+    if m := re.search(r"^_events = L\.split\('([^']*)'\)", src, re.MULTILINE): return tuple(m.group(1).replace('\\\n', ' ').split())
     from fastai.callback.core import _events
     return tuple(_events)
 
@@ -124,7 +127,7 @@ def _own_params(f):
 def class_params(cls, start=0):
     """The parameters a class takes, as a reader calls it: a NamedTuple's fields; `*args, **kwargs` that `__init__`
     passes on to `super().__init__` replaced by the parameters of the parent; none of the 24 event functions that
-    fastai's `Callback.__init__` takes"""
+    fastai's `Callback.__init__` takes; an exception's message (`*args`)"""
     P = inspect.Parameter
     if start == 0 and issubclass(cls, tuple) and hasattr(cls, '_fields'):
         anns, docs = getattr(cls, '__annotations__', {}), _field_comments(cls)
@@ -134,6 +137,8 @@ def class_params(cls, start=0):
     i = next((i for i in range(start, len(mro)) if '__init__' in mro[i].__dict__), None)
     if i is None or mro[i] is object or _is_callback(mro[i], exact=True): return []
     init = mro[i].__dict__['__init__']
+    if not inspect.isfunction(init):  # a builtin's: an exception takes its message, other builtins as they say
+        if issubclass(cls, BaseException): return [(P('args', P.VAR_POSITIONAL), None)]
     own, _ = _own_params(init)
     var = [p for p, _ in own if p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD)]
     try: passes_on = var and re.search(r'super\(\)\.__init__\([^)]*\*', inspect.getsource(init))
@@ -503,8 +508,8 @@ def round_column(cells):
 
 def tidy_html(html):
     """A DataFrame's HTML as the site shows it: no pandas style block, no 0..n-1 index column (a named index keeps
-    its column, its name in the header), numbers rounded per column (`round_column`), and break points after `_`
-    in the headers so that narrow columns wrap; any other HTML as it is"""
+    its column, its name in the header), numbers rounded per column (`round_column`), short cells kept on one line
+    and break points after `_` in the headers, so that columns of text wrap; any other HTML as it is"""
     if 'class="dataframe"' not in html: return html
     from bs4 import BeautifulSoup
     soup = BeautifulSoup(html, 'html.parser')
@@ -531,6 +536,7 @@ def tidy_html(html):
             col = [g[j] for g in grid if len(g) > j]
             for td, s in zip(col, round_column([td.get_text() for td in col])):
                 if td.get_text() != s: td.string = s
+                if len(s) <= 24: td['class'] = ['nw']  # a number, an interval, a short label: on one line; longer text wraps
         for th in head.find_all('th') if head else []:
             txt = th.get_text()
             if '_' in txt:
