@@ -27,7 +27,7 @@ of a loss near 1.1, six times the largest difference measured. It is still tight
 the losses by more: CutMix's mixing weight scaled by (1 - 1e-4) in `mix_loss` moved fit:cutmix's losses by up to
 4.1e-6, scaled by (1 - 1e-3) the three CutMix cases' by 1.1e-5 to 4.1e-5 (the losses of a barely trained 3-class model
 hardly depend on it); by (1 - 1e-5), 3.3e-7, as rounding does. A change to what the model sees changes a batch, which
-is exact: the boxes' probability 1% lower in `place_boxes` changed the batches of the three progressive cases.
+is exact: the boxes' probability 1% lower in `boxes._sample_boxes` changed the batches of the three progressive cases.
 
 `ATEN_CPU_CAPABILITY=default` (no SIMD) is out of reach: torch's own normal draws change with it (`torch.randn` of
 16 or more values uses a vectorised Box-Muller transform whose last bits differ from the scalar one), so the inputs
