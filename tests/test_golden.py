@@ -23,9 +23,11 @@ Measured on the recording machine (AMD EPYC with AVX-512, torch 2.x), the losses
   avx512 / avx2        4              11 of 78 (7 cases)  2 ulp = 2.1e-7
   default (no SIMD)    1              9 of 78             2 ulp = 2.2e-7 (but see below)
 On an Intel Xeon with AVX-512, five cases differed "in the last bits" (issue 21). `LOSS_RTOL` = 2e-6 is about 17 ulp
-of a loss near 1.1, six times the largest difference measured. It is still tight: a change of behaviour that keeps
-the batches (say, a mixing weight `lam` off by 1e-4 of itself) moves the losses by more than that, and any change to
-what the model sees changes a batch, which is exact.
+of a loss near 1.1, six times the largest difference measured. It is still tight. A change that keeps the batches moves
+the losses by more: CutMix's mixing weight scaled by (1 - 1e-4) in `mix_loss` moved fit:cutmix's losses by up to
+4.1e-6, scaled by (1 - 1e-3) the three CutMix cases' by 1.1e-5 to 4.1e-5 (the losses of a barely trained 3-class model
+hardly depend on it); by (1 - 1e-5), 3.3e-7, as rounding does. A change to what the model sees changes a batch, which
+is exact: the boxes' probability 1% lower in `boxes._sample_boxes` changed the batches of the three progressive cases.
 
 `ATEN_CPU_CAPABILITY=default` (no SIMD) is out of reach: torch's own normal draws change with it (`torch.randn` of
 16 or more values uses a vectorised Box-Muller transform whose last bits differ from the scalar one), so the inputs
