@@ -1,4 +1,4 @@
-"""Paired tests, Holm's correction, the smallest detectable difference, equal-cost comparisons and plots, for the runs a sweep records.
+"""Paired tests, Holm's correction, the smallest detectable difference, equal-cost comparisons and plots for sweep runs.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/analysis.html.md"""
 
@@ -83,7 +83,8 @@ def detectable(s:float, # standard deviation of the per-seed differences
     df, crit = n - 1, stats.t.ppf(1 - alpha/2, n - 1)
     nc = lambda delta: delta*math.sqrt(n)/s  # the test statistic's noncentrality at a true difference delta
     pw = lambda delta: stats.nct.sf(crit, df, nc(delta)) + np.nan_to_num(stats.nct.cdf(-crit, df, nc(delta)))
-    hi = 2*(crit + stats.norm.ppf(power) + 1)*s/math.sqrt(n)  # twice the normal approximation: power is above `power` there
+    # twice the normal approximation: power is above `power` there
+    hi = 2*(crit + stats.norm.ppf(power) + 1)*s/math.sqrt(n)
     return float(optimize.brentq(lambda delta: pw(delta) - power, 0, hi))
 
 # %% ../nbs/07b_analysis.ipynb #ac57a0d7
@@ -91,7 +92,8 @@ def _groups(runs, baseline):
     "Runs by (epochs, config), baseline first, configurations in order of first appearance"
     order = list(dict.fromkeys([baseline] + [r['config'] for r in runs]))
     g = {}
-    for r in sorted(runs, key=lambda r: (r['epochs'], order.index(r['config']))): g.setdefault((r['epochs'], r['config']), []).append(r)
+    for r in sorted(runs, key=lambda r: (r['epochs'], order.index(r['config']))):
+        g.setdefault((r['epochs'], r['config']), []).append(r)
     return g
 
 def run_clock(runs:list) -> str:
@@ -113,7 +115,8 @@ def _compare(vals, base, d, conf, alpha):
     m, s, (lo, hi) = mean_ci(vals, conf)
     dm, (dlo, dhi), p_t = paired_t(d, conf)
     paired = len(d) >= 2
-    return dict(acc_mean=m, acc_std=s, ci_lo=lo, ci_hi=hi, diff=dm if paired else m - np.mean(base) if base else math.nan,
+    return dict(acc_mean=m, acc_std=s, ci_lo=lo, ci_hi=hi,
+                diff=dm if paired else m - np.mean(base) if base else math.nan,
                 p_welch=welch_p(vals, base), pairs=len(d), diff_lo=dlo, diff_hi=dhi, p_paired=p_t,
                 p_rank=signed_rank_p(d) if paired else math.nan,
                 detectable=detectable(float(np.std(d, ddof=1)), len(d), alpha) if paired else math.nan,
@@ -132,7 +135,7 @@ def summarize(runs:list, # runs, as `run_sweep` returns or `load_runs` reads the
               alpha:float=0.05, # significance level, for the detectable difference
               clock:str=None, # 'cpu' or 'wall' time for the costs; None: `run_clock`
              ) -> pd.DataFrame:
-    "One row per budget and configuration: accuracy with its interval, paired and unpaired tests against `baseline`, Holm's correction, costs"
+    "A row per budget and configuration: accuracy, its interval, paired and unpaired tests vs `baseline`, Holm, costs"
     g, rows, clock = _groups(runs, baseline), [], clock or run_clock(runs)
     for (e, c), rs in g.items():
         base_rs = g.get((e, baseline), [])
@@ -141,10 +144,13 @@ def summarize(runs:list, # runs, as `run_sweep` returns or `load_runs` reads the
         if c == baseline: st.update(p_welch=math.nan, p=math.nan, test='–')
         cost, base_cost = (np.mean([run_times(r, clock)[-1] for r in x]) if x else math.nan for x in (rs, base_rs))
         rows.append(dict(config=c, epochs=e, runs=len(rs), base_runs=len(base), **st,
-                         best_acc_mean=np.mean([r['best_accuracy'] for r in rs]), valid_loss_mean=np.mean([r['valid_loss'] for r in rs]),
+                         best_acc_mean=np.mean([r['best_accuracy'] for r in rs]),
+                         valid_loss_mean=np.mean([r['valid_loss'] for r in rs]),
                          train_loss_mean=np.mean([r.get('train_loss', math.nan) for r in rs]),
-                         clock=clock, time_s=cost, time_ratio=cost/base_cost, epoch_s=np.mean([r['epoch_s'] for r in rs]),
-                         imgs_per_s=np.mean([r['imgs_per_s'] for r in rs]), aug_frac=np.mean([r['aug_frac'] for r in rs])))
+                         clock=clock, time_s=cost, time_ratio=cost/base_cost,
+                         epoch_s=np.mean([r['epoch_s'] for r in rs]),
+                         imgs_per_s=np.mean([r['imgs_per_s'] for r in rs]),
+                         aug_frac=np.mean([r['aug_frac'] for r in rs])))
     return _holm_by_budget(pd.DataFrame(rows), baseline)
 
 # %% ../nbs/07b_analysis.ipynb #e69b53ae
@@ -159,10 +165,12 @@ def format_table(df:pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({'config': df.config, 'epochs': df.epochs, 'runs': df.runs,
         'accuracy (mean ± std)': [f"{f(m, '.2%')} ± {f(s, '.2%')}" for m, s in zip(df.acc_mean, df.acc_std)],
         'Δ vs baseline': [d(v) for v in df['diff']],
-        'Δ 95% CI (paired)': ['–' if math.isnan(lo) else f"{d(lo)} – {d(hi)}" for lo, hi in zip(df.diff_lo, df.diff_hi)],
+        'Δ 95% CI (paired)': ['–' if math.isnan(lo) else f"{d(lo)} – {d(hi)}"
+                              for lo, hi in zip(df.diff_lo, df.diff_hi)],
         'test': df.test, 'p': [f(p, '.3g') for p in df.p], 'p (Holm)': [f(p, '.3g') for p in df.p_holm],
         'p (signed-rank)': [f(p, '.3g') for p in df.p_rank], 'detectable Δ': [f(v, '.2%') for v in df.detectable],
-        'train loss': [f(v, '.3f') for v in df.train_loss_mean], 'valid loss': [f(v, '.3f') for v in df.valid_loss_mean],
+        'train loss': [f(v, '.3f') for v in df.train_loss_mean],
+        'valid loss': [f(v, '.3f') for v in df.valid_loss_mean],
         'time ratio': [f(v, '.2f') + f" ({CLOCKS[c]})" for v, c in zip(df.time_ratio, df.clock)],
         'aug. time': [f(v, '.1%') for v in df.aug_frac]})
 
@@ -177,15 +185,21 @@ def conclusions(df:pd.DataFrame, # a table from `summarize` (or `equal_time`)
         if r.config == baseline: continue
         n = r.runs_with_value if eq else r.runs
         what = f"{r.config} vs {baseline}, {r.epochs} epoch(s){f' at equal {CLOCKS[r.clock]} time' if eq else ''}"
-        if math.isnan(r.p): out.append(f"{what}: no test, {n} and {r.base_runs} runs (at least two each are needed)"); continue
+        if math.isnan(r.p):
+            out.append(f"{what}: no test, {n} and {r.base_runs} runs (at least two each are needed)"); continue
         if r.test == 'paired t':
-            how = (f"paired over {r.pairs} seeds, 95% CI {_signed_pct(r.diff_lo)} to {_signed_pct(r.diff_hi)}; paired t p = {r.p:.3g}, "
-                   f"Holm-adjusted over {r.comparisons} comparison(s) p = {r.p_holm:.3g}, signed-rank p = {r.p_rank:.3g}")
-        else: how = f"Welch p = {r.p:.3g}, Holm-adjusted over {r.comparisons} comparison(s) p = {r.p_holm:.3g}, {n} and {r.base_runs} runs"
+            how = (f"paired over {r.pairs} seeds, 95% CI {_signed_pct(r.diff_lo)} to {_signed_pct(r.diff_hi)}; "
+                   f"paired t p = {r.p:.3g}, "
+                   f"Holm-adjusted over {r.comparisons} comparison(s) p = {r.p_holm:.3g}, "
+                   f"signed-rank p = {r.p_rank:.3g}")
+        else:
+            how = (f"Welch p = {r.p:.3g}, Holm-adjusted over {r.comparisons} comparison(s) p = {r.p_holm:.3g}, "
+                   f"{n} and {r.base_runs} runs")
         head = f"{what}: {_signed_pct(r.diff)} accuracy ({how})"
         if r.p_holm < alpha: out.append(f"{head}: {'better' if r.diff > 0 else 'worse'} at the {alpha:g} level")
         else:
-            miss = '' if math.isnan(r.detectable) else f"; {r.pairs} pairs detect a true difference of {r.detectable:.2%} only 80% of the time"
+            miss = ('' if math.isnan(r.detectable) else
+                    f"; {r.pairs} pairs detect a true difference of {r.detectable:.2%} only 80% of the time")
             out.append(f"{head}: no evidence of a difference at the {alpha:g} level{miss}")
     return out
 
@@ -204,7 +218,7 @@ def equal_time(runs:list, # runs, as `run_sweep` returns or `load_runs` reads th
                alpha:float=0.05, # significance level, for the detectable difference
                clock:str=None, # 'cpu' or 'wall'; None: `run_clock`
               ) -> pd.DataFrame:
-    "For each budget and configuration, its accuracy when the baseline's time is up, tested against the baseline's final accuracy"
+    "Per budget and configuration: the accuracy at the baseline's time, tested against the baseline's final accuracy"
     g, rows, clock = _groups(runs, baseline), [], clock or run_clock(runs)
     for (e, c), rs in g.items():
         base_rs = g.get((e, baseline))
@@ -227,7 +241,8 @@ def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None)
     g = _groups(runs, baseline)
     budgets = sorted({e for e, _ in g})
     configs = list(dict.fromkeys(c for _, c in g))
-    fig, axs = plt.subplots(1, len(budgets), figsize=figsize or (1.6 + 0.8*len(configs)*len(budgets), 3.), squeeze=False)
+    fig, axs = plt.subplots(1, len(budgets), figsize=figsize or (1.6 + 0.8*len(configs)*len(budgets), 3.),
+                            squeeze=False)
     col = _colors(configs)
     for ax, e in zip(axs[0], budgets):
         for i, c in enumerate(configs):
@@ -236,7 +251,8 @@ def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None)
             jit = np.linspace(-.12, .12, len(accs)) if len(accs) > 1 else [0.]
             ax.plot(i + np.asarray(jit), accs, 'o', color=col[c], alpha=.7, ms=4)
             m, s, (lo, hi) = mean_ci(accs, conf)
-            ax.errorbar(i + .3, m, yerr=None if math.isnan(lo) else [[m - lo], [hi - m]], fmt='_', color='k', ms=10, capsize=2)
+            ax.errorbar(i + .3, m, yerr=None if math.isnan(lo) else [[m - lo], [hi - m]],
+                        fmt='_', color='k', ms=10, capsize=2)
         ax.set_xticks(range(len(configs))); ax.set_xticklabels(configs, rotation=30, ha='right', fontsize=9)
         ax.set_title(f"{e} epoch(s)", fontsize=10); ax.tick_params(labelsize=9)
     axs[0][0].set_ylabel('final accuracy', fontsize=9)
@@ -244,7 +260,7 @@ def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None)
     return fig
 
 def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clock:str=None):
-    "Validation accuracy of every run after each epoch, against the `x` 'epoch' or 'time' (s, on `clock`), one panel per budget"
+    "Validation accuracy of every run per epoch, against `x`: 'epoch' or 'time' (s, on `clock`); a panel per budget"
     if x not in ('epoch', 'time'): raise ValueError(f"x must be 'epoch' or 'time', got {x!r}")
     g, clock = _groups(runs, baseline), clock or run_clock(runs)
     budgets = sorted({e for e, _ in g})
@@ -266,14 +282,15 @@ def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clo
 
 # %% ../nbs/07b_analysis.ipynb #ae4f3a58
 def save_report(runs:list, out:Path, baseline:str='none') -> dict:
-    "Save the table, the equal-time table, the conclusions and the figures of `runs` into folder `out`; return the paths"
+    "Save the table, equal-time table, conclusions and figures of `runs` into folder `out`; return the paths"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     paths = {k: out/f for k, f in dict(table='table.csv', equal_time='equal_time.csv', conclusions='conclusions.txt',
                                          accuracy='accuracy.png', curves='curves.png').items()}
     df, et = summarize(runs, baseline), equal_time(runs, baseline)
     write_atomic(paths['table'], df.to_csv(index=False))
     write_atomic(paths['equal_time'], et.to_csv(index=False))
-    write_atomic(paths['conclusions'], '\n'.join(conclusions(df, baseline) + (conclusions(et, baseline) if len(et) else [])) + '\n')
+    write_atomic(paths['conclusions'],
+                 '\n'.join(conclusions(df, baseline) + (conclusions(et, baseline) if len(et) else [])) + '\n')
     for k, fig in (('accuracy', plot_accuracy(runs, baseline)), ('curves', plot_curves(runs, baseline=baseline))):
         fig.savefig(paths[k], dpi=120); plt.close(fig)
     return paths

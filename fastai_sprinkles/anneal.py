@@ -99,15 +99,18 @@ class Annealer(Restoring):
                  every:int|dict|None=None, # hold values for blocks of `every` epochs: one int, or {key: int}
                  steps:int|dict|None=None, # cut training into `steps` equal stages: one int, or {key: int}
                  lr_scale:str='none', # scale the lr with the batch size: 'none', 'linear' or 'sqrt'
-                 ref_bs:int|None=None, # batch size the lr is meant for; the training DataLoader's at the start of fit if None
+                 # batch size the lr is meant for; the training DataLoader's at the start of fit if None
+                 ref_bs:int|None=None,
                 ):
         if not isinstance(scheds, dict) or not scheds:
-            raise TypeError(f"scheds must be a non-empty dict of {{'callback_name.attribute' or 'bs': schedule}}; got {scheds!r}")
+            raise TypeError(f"scheds must be a non-empty dict of {{'callback_name.attribute' or 'bs': schedule}}; "
+                            f"got {scheds!r}")
         for k,v in scheds.items(): _check_key(k); check_sched(v, f"scheds[{k!r}]")
         if 'bs' in scheds and not callable(scheds['bs']): self._round_bs(scheds['bs'], "scheds['bs']")
         every,steps = _per_key(every, 'every', scheds), _per_key(steps, 'steps', scheds)
         check_choice(lr_scale, 'lr_scale', _LR_SCALES)
-        if lr_scale != 'none' and 'bs' not in scheds: raise ValueError(f"lr_scale={lr_scale!r} needs a 'bs' key in scheds")
+        if lr_scale != 'none' and 'bs' not in scheds:
+            raise ValueError(f"lr_scale={lr_scale!r} needs a 'bs' key in scheds")
         check_int(ref_bs, 'ref_bs', 1, none=True)
         store_attr('scheds,every,steps,lr_scale,ref_bs')
         self.hist,self._saved,self._lrs,self._fresh = {},None,None,False
@@ -161,7 +164,8 @@ def before_fit(self:Annealer):
     self.restore()
     targets = {k: self._resolve(k) for k in self.scheds if k != 'bs'}
     dl = self.dls.train
-    if 'bs' in self.scheds and dl.bs is None: raise ValueError("scheds has 'bs' but the training DataLoader has no batch size")
+    if 'bs' in self.scheds and dl.bs is None:
+        raise ValueError("scheds has 'bs' but the training DataLoader has no batch size")
     bs_plan = [self._bs_at(e) for e in range(self.n_epoch)] if 'bs' in self.scheds else None
     self._targets,self._bs_plan,self._factor,self._fresh = targets,bs_plan,1.,True
     self._ref = self.ref_bs or dl.bs
@@ -169,7 +173,7 @@ def before_fit(self:Annealer):
 
 # %% ../nbs/02_anneal.ipynb #a907fa88
 def _set_bs(dl, bs:int):
-    "Set the batch size of `dl` and of the loader it wraps, if any: fastai's `DistributedDL` batches with its inner `dl`"
+    "Set the batch size of `dl` and of any loader it wraps: fastai's `DistributedDL` batches with its inner `dl`"
     dl.bs = bs
     inner = vars(dl).get('dl')
     if inner is not None and hasattr(inner, 'bs'): inner.bs = bs

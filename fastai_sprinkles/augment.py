@@ -61,7 +61,9 @@ class BatchAugment(Callback):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         bad = [a for a in cls.anneal if not hasattr(getattr(cls, a, None), '__set__')]
-        if bad: raise TypeError(f"{cls.__name__}.anneal lists {bad}, which are not checked when set (`checked`, a property)")
+        if bad:
+            raise TypeError(f"{cls.__name__}.anneal lists {bad}, which are not checked when set "
+                            "(`checked`, a property)")
 
     def before_fit(self):
         "Skip `lr_find` and `get_preds`; split the random stream; check the arguments; find the stats; start the record"
@@ -76,7 +78,7 @@ class BatchAugment(Callback):
         check_stats(self.mean, self.std)
 
     def find_stats(self, dls):
-        "The callback's own `mean` and `std`, or those of the `Normalize` of `dls`; `fill='mean'` needs one or the other"
+        "The callback's own `mean` and `std`, or those of the `Normalize` of `dls`; `fill='mean'` needs one of them"
         self._stats = (self.mean, self.std) if self.mean is not None else normalize_stats(dls)
         if isinstance(self.fill, str) and self.fill == 'mean' and self._stats[0] is None: raise ValueError(
             f"fill='mean' paints the data set mean, but the DataLoaders have no Normalize transform: pass mean and std "

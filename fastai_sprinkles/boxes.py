@@ -1,4 +1,4 @@
-"""The batched core of every augmentation here: sample boxes, score the regions they may cover, turn them into a hole mask.
+"""The batched core of every augmentation: sample boxes, score the regions they may cover, turn them into a hole mask.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/boxes.html.md"""
 
@@ -55,7 +55,9 @@ def _pick(w:Tensor, # (B, N) weights, each row with a positive sum
     u = torch.rand(w.shape[0], K, generator=generator, device=w.device, dtype=cdf.dtype)*cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[1] - 1)
 
-def place_boxes(h:Tensor|int, w:Tensor|int, # box heights and widths in pixels: ints, or tensors broadcastable to `shape`
+def place_boxes(
+                # box heights and widths in pixels: ints, or tensors broadcastable to `shape`
+                h:Tensor|int, w:Tensor|int,
                 H:int, W:int, # image height and width
                 shape:tuple, # `(B, K)`: images, boxes per image
                 where:Tensor|None=None, # (B, Hc, Wc) weights of the candidate centres; None: uniform over the image
@@ -79,11 +81,14 @@ def _side(frac:float, H:int, W:int) -> int:
 
 def sample_boxes(B:int, H:int, W:int, # batch size, image height and width
                  n:int|tuple=1, # boxes per image: an int, or an inclusive (lo, hi) range drawn per image
-                 size:float|tuple|Tensor=0.1, # side as a fraction of min(H, W): a number, a (lo, hi) range drawn per box, or a tensor (B,) per image or (B, K) per box
+                 # side as a fraction of min(H, W): a number, a (lo, hi) range drawn per box, or a tensor (B,) per
+                 # image or (B, K) per box
+                 size:float|tuple|Tensor=0.1,
                  p:float=1., # chance that an image gets boxes
                  generator:torch.Generator|None=None, # source of every random number (on any device)
                  device=None, # where the boxes go; the CPU when None
-                 which:Tensor|None=None, # (B,) bool: the images that may get boxes (each still with chance `p`); None: all
+                 # (B,) bool: the images that may get boxes (each still with chance `p`); None: all
+                 which:Tensor|None=None,
                  where:Tensor|None=None, # (B, Hc, Wc) weights (or bool) of the candidate centres; None: uniform
                  stride:int=1, # pixels between the cells of `where`
                 ) -> Boxes:
@@ -102,7 +107,8 @@ def _sample_boxes(B, H, W, n, size, p, *, generator=None, device=None, which=Non
     else: valid = torch.arange(K, device=device) < _draw('int', lo, K+1, (B,), **kw)[:, None]
     if p < 1: valid &= (_draw('rand', (B,), **kw) < p)[:, None]
     if which is not None: valid &= which[:, None]
-    if isinstance(size, Tensor): frac = (size[:, None] if size.ndim == 1 else size).to(device, torch.float32).expand(B, K)
+    if isinstance(size, Tensor):
+        frac = (size[:, None] if size.ndim == 1 else size).to(device, torch.float32).expand(B, K)
     else:
         slo, shi = as_range(size, 'size')
         if slo == shi: side = _side(slo, H, W)  # one side for all: plain arithmetic below
@@ -120,11 +126,13 @@ def integral_image(s:Tensor, # maps (B, H, W)
 
 def _as_sides(v, B:int, device) -> Tensor:
     "A side in pixels for every image: `(B,)` long"
-    return torch.as_tensor(v, device=device).long().expand(B) if not isinstance(v, Tensor) or v.ndim == 0 else v.to(device).long()
+    return (torch.as_tensor(v, device=device).long().expand(B) if not isinstance(v, Tensor) or v.ndim == 0
+            else v.to(device).long())
 
 def positions(n:int, # pixels along the side
               stride:int=1, # distance between candidate positions
-              anchor:str='corner', # 'corner' positions start at 0, 'centre' ones at `stride//2` (the middle of each cell)
+              # 'corner' positions start at 0, 'centre' ones at `stride//2` (the middle of each cell)
+              anchor:str='corner',
               device=None) -> Tensor:
     "Pixel coordinates of the candidate positions along a side of `n` pixels"
     return torch.arange(stride//2 if anchor == 'centre' else 0, n, stride, device=device)
@@ -134,7 +142,7 @@ def region_scores(S:Tensor, # summed-area tables (B, H+1, W+1), from `integral_i
                   anchor:str='corner', # positions are top-left corners ('corner') or centres ('centre', clipped boxes)
                   stride:int=1, # score every `stride`-th position in each direction
                  ) -> tuple:
-    "`(scores, valid)`, (B, Hc, Wc): the map's sum in the box at every candidate position, and where the box fits (None: everywhere)"
+    "`(scores, valid)`, (B, Hc, Wc): the map's sum in the box at each candidate position, and where it fits (None: all)"
     if anchor not in ('corner', 'centre'): raise ValueError(f"anchor must be 'corner' or 'centre', got {anchor!r}")
     B, H, W = S.shape[0], S.shape[1] - 1, S.shape[2] - 1
     dev = S.device
@@ -178,9 +186,12 @@ def choose_regions(scores:Tensor, # (B, Hc, Wc) region scores, from `region_scor
                   ) -> tuple:
     "`(rows, cols)`, each (B,): one admissible position per image, drawn uniformly among them"
     check_tau(tau); check_flag(above, 'above'); check_generator(generator)
-    if not isinstance(scores, Tensor) or scores.ndim != 3: raise ValueError(f"scores must be a (B, H, W) tensor, got {_desc(scores)}")
-    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape):
-        raise ValueError(f"valid must be None or a bool tensor of the shape of scores {tuple(scores.shape)}, got {_desc(valid)}")
+    if not isinstance(scores, Tensor) or scores.ndim != 3:
+        raise ValueError(f"scores must be a (B, H, W) tensor, got {_desc(scores)}")
+    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool
+                              or valid.shape != scores.shape):
+        raise ValueError(f"valid must be None or a bool tensor of the shape of scores {tuple(scores.shape)}, "
+                         f"got {_desc(valid)}")
     if valid is not None and not bool(valid.flatten(1).any(1).all()):
         raise ValueError("some image has no valid position: is the box larger than the image?")
     idx = _pick(admissible(scores, tau, above, valid).flatten(1).float(), 1, generator)[:, 0]
@@ -192,7 +203,8 @@ def _mask_cumsum(boxes:Tensor, valid:Tensor, H:int, W:int, dtype=torch.bool) -> 
     B, W1 = boxes.shape[0], W + 1
     y0, x0, y1, x1 = boxes.unbind(-1)
     one = torch.ones_like(y0, dtype=torch.int32) if valid is None else valid.to(torch.int32)
-    idx = torch.cat([y0*W1+x0, y0*W1+x1, y1*W1+x0, y1*W1+x1], 1) + (torch.arange(B, device=boxes.device)*(H+1)*W1)[:, None]
+    idx = (torch.cat([y0*W1+x0, y0*W1+x1, y1*W1+x0, y1*W1+x1], 1)
+           + (torch.arange(B, device=boxes.device)*(H+1)*W1)[:, None])
     d = torch.zeros(B*(H+1)*W1, dtype=torch.int32, device=boxes.device)
     d.index_add_(0, idx.flatten(), torch.cat([one, -one, -one, one], 1).flatten())
     m = d.view(B, H+1, W1)[:, :H, :W].cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32).unsqueeze(1) > 0
@@ -230,10 +242,11 @@ def box_runs(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_
              valid:Tensor, # (B, K) bool: which boxes are real; None for all
              H:int, W:int, # image height and width
             ) -> tuple[Tensor, Tensor]:
-    "Rows grouped into runs that share their holes: the run of every row `(B, H)` and each run's hole columns `(B, R, W)`"
+    "Rows grouped into runs that share their holes: the run of each row `(B, H)`, each run's hole columns `(B, R, W)`"
     rows, cols = box_sets(boxes, valid, H, W)
     run = torch.nn.functional.pad((rows[:, 1:] != rows[:, :-1]).cumsum(1), (1, 0))  # a new run where the set changes
-    run_sets = torch.zeros(len(rows), min(H, 2*boxes.shape[1]+1), dtype=torch.int64, device=rows.device).scatter_(1, run, rows)
+    run_sets = torch.zeros(len(rows), min(H, 2*boxes.shape[1]+1), dtype=torch.int64,
+                           device=rows.device).scatter_(1, run, rows)
     return run, (run_sets[:, :, None] & cols[:, None, :]) != 0
 
 def hole_offsets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `BOX_BITS`
@@ -245,7 +258,8 @@ def hole_offsets(boxes:Tensor, # (B, K, 4) boxes, as from `sample_boxes`; K <= `
     run, cols = box_runs(boxes, valid, H, W)
     B, R = cols.shape[:2]
     rows = torch.zeros(B, R, dtype=torch.int64, device=run.device).scatter_add_(1, run, torch.ones_like(run))  # per run
-    top = (rows.cumsum(1) - rows)*W + C*H*W*torch.arange(B, device=run.device)[:, None]  # offset of each run's first row
+    # offset of each run's first row
+    top = (rows.cumsum(1) - rows)*W + C*H*W*torch.arange(B, device=run.device)[:, None]
     br, x = cols.view(B*R, W).nonzero(as_tuple=True)  # every (run, hole column): a vertical strip of rows[run] pixels
     n = rows.view(-1)[br]
     end = n.cumsum(0)

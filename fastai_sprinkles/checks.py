@@ -84,10 +84,12 @@ FILLS = ('zero', 'mean', 'noise')
 def _n_values(v, name:str):
     "How many values a channel statistic has (None for a plain number); raise if it is not finite numbers"
     if _is_real(v): n = None
-    elif isinstance(v, Tensor) and v.is_floating_point() or isinstance(v, (tuple, list)) and v and all(map(_is_real, v)):
+    elif (isinstance(v, Tensor) and v.is_floating_point()
+          or isinstance(v, (tuple, list)) and v and all(map(_is_real, v))):
         n = len(v) if isinstance(v, (tuple, list)) else v.numel()
     else: raise TypeError(f"{name} must be a number, or a sequence or tensor with one value per channel, got {v!r}")
-    if not bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all()): raise ValueError(f"{name} must be finite, got {v!r}")
+    if not bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all()):
+        raise ValueError(f"{name} must be finite, got {v!r}")
     return n
 
 def _desc(v) -> str:
@@ -143,8 +145,10 @@ def check_stats(mean, # normalisation mean per channel, or None
     nm, ns = _n_values(mean, 'mean'), _n_values(std, 'std')
     if None not in (nm, ns) and nm != ns: raise ValueError(f"mean has {nm} values but std has {ns}")
     for nv, name in ((nm, 'mean'), (ns, 'std')):
-        if nv is not None and C is not None and nv not in (1, C): raise ValueError(f"{name} has {nv} values but x has C={C} channels")
-    if not bool((torch.as_tensor(std, dtype=torch.float32) > 0).all()): raise ValueError(f"std must be > 0 in every channel, got {std!r}")
+        if nv is not None and C is not None and nv not in (1, C):
+            raise ValueError(f"{name} has {nv} values but x has C={C} channels")
+    if not bool((torch.as_tensor(std, dtype=torch.float32) > 0).all()):
+        raise ValueError(f"std must be > 0 in every channel, got {std!r}")
 
 def check_paint_args(fill='zero', # see `check_fill`
                      opacity:float=1., # in (0, 1]
@@ -250,4 +254,5 @@ def check_saliency_args(mode:str='lowres', # one of `MODES`
     "Raise a clear error, naming the parameter, if an argument of the saliency pass is invalid"
     check_choice(mode, 'mode', MODES); check_factor(factor)
     if mode != 'full' and H is not None and min(H, W)/factor < 2:
-        raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: use a factor <= {min(H, W)/2:g}")
+        raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: "
+                         f"use a factor <= {min(H, W)/2:g}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from .data import imagenette_dls, cifar10_dls, folder_dls, DataFolderError, DataNotFoundError
-from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, load_runs, merge_runs, parse_shard
+from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, merge_runs, parse_shard
 
 # %% auto #0
 __all__ = ['DLS', 'BUDGET_CONFIGS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette',
@@ -51,7 +51,8 @@ class Profile:
             return partial(cifar10_dls, **kw)
         if self.data == 'imagenette': return partial(imagenette_dls, size=self.size, **kw)
         if not Path(self.data).is_dir():
-            raise ValueError(f"data must be one of {list(DLS)} or a folder of images, got {self.data!r} (no such folder)")
+            raise ValueError(f"data must be one of {list(DLS)} or a folder of images, "
+                             f"got {self.data!r} (no such folder)")
         return partial(folder_dls, Path(self.data), size=self.size, valid_pct=self.valid_pct, stats=self.stats, **kw)
 
     def setup(self) -> dict:
@@ -63,17 +64,19 @@ class Profile:
 BUDGET_CONFIGS = ('none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout')
 
 PROFILES = {p.name: p for p in (
-    Profile('quick', size=32, sample=.02, epochs=(1,), runs=2, configs=('none', 'cutout', 'progressive'), bs=32, workers=0),
-    Profile('cpu', size=64, sample=.3, epochs=(5,), runs=3, configs=('none', 'cutout', 'progressive', 'cutmix', 'sprinkles+cutmix',
-                                                                        'keep-cutout'), bs=64),
+    Profile('quick', size=32, sample=.02, epochs=(1,), runs=2, configs=('none', 'cutout', 'progressive'), bs=32,
+            workers=0),
+    Profile('cpu', size=64, sample=.3, epochs=(5,), runs=3,
+            configs=('none', 'cutout', 'progressive', 'cutmix', 'sprinkles+cutmix', 'keep-cutout'), bs=64),
     Profile('full', size=128, epochs=(5, 20), runs=5, arch='xresnet50', bs=64,
             configs=('none', 'cutout', 'sprinkles-fixed', 'progressive', 'progressive-frosted', 'progressive+bs',
                      'cutmix', 'sprinkles+cutmix', 'keep-cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix')),
-    Profile('evidence', size=64, per_class=50, valid_n=500, epochs=(25,), runs=5, arch='xresnet18-half', bs=32, workers=0,
-            threads=1, configs=('none', 'cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix', 'cutmix',
-                                'sprinkles-fixed', 'progressive')),
-    Profile('budget', size=32, per_class=50, valid_n=500, epochs=(20, 40, 80), runs=5, arch='xresnet18-half', bs=32, workers=0,
-            threads=1, configs=BUDGET_CONFIGS),
+    Profile('evidence', size=64, per_class=50, valid_n=500, epochs=(25,), runs=5, arch='xresnet18-half', bs=32,
+            workers=0, threads=1,
+            configs=('none', 'cutout', 'fastai-erasing', 'fastai-mixup', 'fastai-cutmix', 'cutmix', 'sprinkles-fixed',
+                     'progressive')),
+    Profile('budget', size=32, per_class=50, valid_n=500, epochs=(20, 40, 80), runs=5, arch='xresnet18-half', bs=32,
+            workers=0, threads=1, configs=BUDGET_CONFIGS),
     Profile('long', size=128, epochs=(80,), runs=5, arch='xresnet50', bs=64, configs=BUDGET_CONFIGS),
 )}
 
@@ -114,19 +117,21 @@ def train_imagenette(size:int=128, # side of the training crops, px
 
 # %% ../nbs/07c_cli.ipynb #96df1fb2
 def parse_epochs(s) -> tuple:
-    "`'25,50,100'` (or one number) as the budgets `(25, 50, 100)`, checked: whole numbers >= 1, each once, shortest first"
+    "`'25,50,100'` (or one number) as budgets `(25, 50, 100)`, checked: whole numbers >= 1, each once, shortest first"
     try: es = tuple(int(o) for o in str(s).split(','))
-    except ValueError: raise ValueError(f"epochs must be whole numbers separated by commas, e.g. '25,50,100', got {s!r}") from None
+    except ValueError:
+        raise ValueError(f"epochs must be whole numbers separated by commas, e.g. '25,50,100', got {s!r}") from None
     if any(e < 1 for e in es): raise ValueError(f"every budget needs at least 1 epoch, got {s!r}")
     if len(set(es)) != len(es): raise ValueError(f"a budget is given twice in {s!r}")
     return tuple(sorted(es))
 
 def check_data(p:Profile):
-    "Build `p`'s DataLoaders once, so that a bad folder or a batch larger than the training set stops the command before any training"
+    "Build `p`'s DataLoaders once, so that a bad folder or an oversized batch stops the command before any training"
     try: dls = p.dls_factory()(bs=p.bs)
     except (DataFolderError, DataNotFoundError, ValueError) as e: raise SystemExit(f"--data {p.data}: {e}") from None
     if len(dls.train_ds) < p.bs:
-        raise SystemExit(f"--bs {p.bs} is larger than the {len(dls.train_ds)} training images of {p.data}: no full batch to train on")
+        raise SystemExit(f"--bs {p.bs} is larger than the {len(dls.train_ds)} training images of {p.data}: "
+                         "no full batch to train on")
 
 def report(res:dict) -> str:
     "One line with the result of a run"
@@ -139,13 +144,20 @@ def report(res:dict) -> str:
 _SINGLE = Profile('single', size=128, epochs=(5,), runs=1, configs=('none',))
 
 @call_parse
-def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a folder of class folders (with train/ and valid/ or val/, or split by valid_pct)
+def sprinkles_compare(
+            # 'imagenette', 'cifar10', or a folder of class folders (with train/ and valid/ or val/, or split by
+            # valid_pct)
+            data:str='imagenette',
             aug:str=None, # comma-separated configuration names from `CONFIGS`; the baseline `none` is always run
             runs:int=None, # seeds per configuration (default: the profile's, or 1)
-            profile:str=None, # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'budget', 'full', 'long'): settings to start from
-            epochs:str=None, # number of epochs, or several budgets as '25,50,100', each run from scratch (default: the profile's, or 5)
+            # a name in `PROFILES` ('quick', 'cpu', 'evidence', 'budget', 'full', 'long'): settings to start from
+            profile:str=None,
+            # number of epochs, or several budgets as '25,50,100', each run from scratch (default: the profile's, or 5)
+            epochs:str=None,
             size:int=None, # side of the training crops, px (default: the profile's, or 128)
-            out:str=None, # results folder: runs.jsonl (resumed), table.csv, verdicts.csv, summary.txt, figures; with several budgets budget.csv, trend.csv, budget.png
+            # results folder: runs.jsonl (resumed), table.csv, verdicts.csv, summary.txt, figures; with several
+            # budgets budget.csv, trend.csv, budget.png
+            out:str=None,
             bs:int=None, # batch size (default: the profile's, or 64)
             lr:float=None, # peak learning rate (default: the profile's, or 8e-3)
             arch:str=None, # a key of `ARCHS` (default: the profile's, or xresnet18)
@@ -158,24 +170,33 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
             workers:int=None, # DataLoader workers (default: the profile's, or fastai's)
             threads:int=None, # torch threads (default: the profile's, or torch's)
             shard:str=None, # 'K/N': run only the K-th of N parts of the sweep, into runs-K-of-N.jsonl
-            merge:bool=False, # only report: merge every runs*.jsonl of `out` (the shards) and save the table and figures
+            # only report: merge every runs*.jsonl of `out` (the shards) and save the table and figures
+            merge:bool=False,
            ) -> list:
     "Train xresnets with and without augmentations; print progress, accuracy, wall time and the comparison"
-    if profile is not None and profile not in PROFILES: raise SystemExit(f"--profile must be one of {list(PROFILES)}, got {profile!r}")
+    if profile is not None and profile not in PROFILES:
+        raise SystemExit(f"--profile must be one of {list(PROFILES)}, got {profile!r}")
     p = PROFILES[profile] if profile else _SINGLE
-    names = list(dict.fromkeys(['none'] + [a.strip() for a in aug.split(',') if a.strip()])) if aug is not None else list(p.configs)
-    if unknown := [a for a in names if a not in CONFIGS]: raise SystemExit(f"--aug: unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
+    names = (list(dict.fromkeys(['none'] + [a.strip() for a in aug.split(',') if a.strip()])) if aug is not None
+             else list(p.configs))
+    if unknown := [a for a in names if a not in CONFIGS]:
+        raise SystemExit(f"--aug: unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
     if arch is not None and arch not in ARCHS: raise SystemExit(f"--arch must be one of {list(ARCHS)}, got {arch!r}")
-    if stats is not None and stats not in ('imagenet', 'measure'): raise SystemExit(f"--stats must be 'imagenet' or 'measure', got {stats!r}")
-    if data not in DLS and not Path(data).is_dir(): raise SystemExit(f"--data must be one of {list(DLS)} or a folder of images; {data} is not a folder")
-    if (shard or merge) and not out: raise SystemExit("--shard and --merge need --out, the folder that holds the results files")
+    if stats is not None and stats not in ('imagenet', 'measure'):
+        raise SystemExit(f"--stats must be 'imagenet' or 'measure', got {stats!r}")
+    if data not in DLS and not Path(data).is_dir():
+        raise SystemExit(f"--data must be one of {list(DLS)} or a folder of images; {data} is not a folder")
+    if (shard or merge) and not out:
+        raise SystemExit("--shard and --merge need --out, the folder that holds the results files")
     try: k_n = parse_shard(shard) if shard else None
     except ValueError as e: raise SystemExit(f"--shard: {e}")
     try: budgets = None if epochs is None else parse_epochs(epochs)
     except ValueError as e: raise SystemExit(f"--epochs: {e}")
     given = dict(size=size, sample=sample, epochs=budgets, runs=runs, arch=arch, bs=bs, lr=lr,
-                 workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats, threads=threads)
-    if data not in DLS: p = dataclasses.replace(p, sample=1., per_class=None, valid_n=None)  # a profile's subsets are Imagenette's
+                 workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats,
+                 threads=threads)
+    # a profile's subsets are Imagenette's
+    if data not in DLS: p = dataclasses.replace(p, sample=1., per_class=None, valid_n=None)
     p = dataclasses.replace(p, data=data if data in DLS else str(Path(data).resolve()), configs=tuple(names),
                             **{k: v for k, v in given.items() if v is not None})
     if not merge: check_data(p)
@@ -184,12 +205,14 @@ def sprinkles_compare(data:str='imagenette', # 'imagenette', 'cifar10', or a fol
         if merge: res = merge_runs(*sorted(folder.glob('runs*.jsonl')))
         else:
             name = f"runs-{k_n[0]}-of-{k_n[1]}.jsonl" if k_n else 'runs.jsonl'
-            res = run_profile(p, folder/name, seed=seed, quiet=False, log=lambda line: print(line, flush=True), shard=k_n)
+            res = run_profile(p, folder/name, seed=seed, quiet=False, log=lambda line: print(line, flush=True),
+                              shard=k_n)
         grid = {(c, s, e) for c in p.configs for s in range(seed, seed + p.runs) for e in p.epochs}
         res = [r for r in res if run_key(r) in grid]
         for r in res: print(f"{r['config']}: {report(r)}")
         if len(res) > 1:
-            from fastai_sprinkles.analysis import summarize, format_table, conclusions, save_report  # scipy, pandas, pyplot: only to report
+            # scipy, pandas, pyplot: only to report
+            from fastai_sprinkles.analysis import summarize, format_table, conclusions, save_report
             from fastai_sprinkles.findings import summary, budget_conclusions, budget_summary, save_findings
             df = summarize(res)
             print(format_table(df).to_string(index=False)); print('\n'.join(conclusions(df)))

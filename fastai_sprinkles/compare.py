@@ -1,4 +1,4 @@
-"""Train a grid of configurations × seeds with identical budgets, resume interrupted sweeps, and report accuracy with its uncertainty, at equal epochs and at equal time.
+"""Train configurations × seeds on equal budgets, resume sweeps; accuracy with its uncertainty at equal epochs and time.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/compare.html.md"""
 
@@ -37,7 +37,7 @@ ARCHS = {'xresnet18': xresnet18, 'xresnet34': xresnet34, 'xresnet50': xresnet50,
 
 # %% ../nbs/07_compare.ipynb #8c756be4
 class RunStats(Restoring):
-    "Record accuracy, losses, wall and process CPU times at each epoch, and the time spent in the batch events of `timed`"
+    "Record accuracy, losses, wall and process CPU times per epoch, and the time spent in the batch events of `timed`"
     order = Recorder.order + 1  # after the Recorder has the epoch's metrics
     def __init__(self,
                  timed:list=(), # callbacks whose batch events are timed: the configuration's
@@ -91,7 +91,8 @@ class RunStats(Restoring):
     def after_epoch(self):
         rec = self.learn.recorder
         vals = dict(zip(rec.metric_names[1:], rec.values[-1]))
-        self.accs.append(float(vals.get('accuracy', math.nan))); self.losses.append(float(vals.get('valid_loss', math.nan)))
+        self.accs.append(float(vals.get('accuracy', math.nan)))
+        self.losses.append(float(vals.get('valid_loss', math.nan)))
         self.train_losses.append(float(vals.get('train_loss', math.nan)))
         self.times.append(self._now() - self._t0); self.cpu_times.append(time.process_time() - self._c0)
 
@@ -100,7 +101,8 @@ class RunStats(Restoring):
 # %% ../nbs/07_compare.ipynb #82d4fe22
 def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
               cbs:list=None, # callbacks for `fit_one_cycle`: the configuration's, timed by `RunStats`
-              batch_tfms:list=None, # transforms added to the training DataLoader's batch transforms (e.g. `RandomErasing`)
+              # transforms added to the training DataLoader's batch transforms (e.g. `RandomErasing`)
+              batch_tfms:list=None,
               epochs:int=5, # number of epochs
               bs:int=64, # batch size
               lr:float=8e-3, # peak learning rate of the one-cycle schedule
@@ -118,14 +120,17 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
     cbs = list(cbs or [])
     st = RunStats(cbs)
     start = time.perf_counter()
-    with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
+    with (learn.no_bar() if quiet else contextlib.nullcontext(),
+          learn.no_logging() if quiet else contextlib.nullcontext()):
         learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
     wall, train_s = time.perf_counter() - start, sum(st.train_s)
-    return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1], train_loss=st.train_losses[-1],
+    return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1],
+                train_loss=st.train_losses[-1],
                 wall_s=wall, epoch_s=st.times[-1]/epochs, cpu_s=st.cpu_times[-1], train_cpu_s=sum(st.train_cpu_s),
                 imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
-                aug_frac=sum(st.aug_s)/train_s, accs=st.accs, losses=st.losses, train_losses=st.train_losses, times=st.times,
-                cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
+                aug_frac=sum(st.aug_s)/train_s, accs=st.accs, losses=st.losses, train_losses=st.train_losses,
+                times=st.times, cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds),
+                n_valid=len(dls.valid_ds))
 
 # %% ../nbs/07_compare.ipynb #af1a443a
 def bs_ramp(r) -> Annealer:
@@ -221,11 +226,13 @@ def parse_shard(s:str) -> tuple:
 def shard_grid(grid:list, # `(config, seed, epochs)` keys in sweep order
                k:int, n:int, # this part, from 1, of n
               ) -> list:
-    "The k-th of n disjoint parts of `grid`: whole blocks of one seed and budget, so that paired runs share a machine, balanced by epochs"
+    "The k-th of n disjoint, epoch-balanced parts of `grid`: whole seed × budget blocks, so paired runs share a machine"
     blocks = list(dict.fromkeys((s, e) for _, s, e in grid))
-    if n > len(blocks): raise ValueError(f"{n} shards for {len(blocks)} seed × budget block(s): use at most {len(blocks)}")
+    if n > len(blocks):
+        raise ValueError(f"{n} shards for {len(blocks)} seed × budget block(s): use at most {len(blocks)}")
     load, mine = [0]*n, set()
-    for b in sorted(blocks, key=lambda b: -b[1]):  # longest first, each to the least loaded part: round robin for equal budgets
+    # longest first, each to the least loaded part: round robin for equal budgets
+    for b in sorted(blocks, key=lambda b: -b[1]):
         j = load.index(min(load))
         load[j] += b[1]
         if j == k - 1: mine.add(b)
@@ -240,7 +247,9 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
               bs:int=64, # batch size
               lr:float=8e-3, # peak learning rate
               arch='xresnet18', # a key of `ARCHS`, or a function of `n_out` that returns a model
-              train=train_run, # the training function, called as `train(make_dls, cbs=..., epochs=..., seed=..., bs=..., lr=..., arch=..., **kwargs)`
+              # the training function, called as
+              # `train(make_dls, cbs=..., epochs=..., seed=..., bs=..., lr=..., arch=..., **kwargs)`
+              train=train_run,
               log=print, # called with a line for each run; None for silence
               shard:tuple=None, # `(k, n)`: run only the k-th (from 1) of n disjoint parts of the grid, see `shard_grid`
               **kwargs, # passed to `train`, e.g. `quiet`
@@ -257,7 +266,8 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
         if r['setup'] != setup: raise ValueError(
             f"results file {path} holds runs of another setup: {r['setup']}, not {setup}; use another file")
     done = {run_key(r) for r in runs}
-    grid = [(name, s, e) for s in seeds for e in epochs for name in configs]  # seed by seed: an unfinished sweep leaves whole seeds
+    # seed by seed: an unfinished sweep leaves whole seeds
+    grid = [(name, s, e) for s in seeds for e in epochs for name in configs]
     if shard is not None: grid = shard_grid(grid, *shard)
     todo = [k for k in grid if k not in done]
     if log and done: log(f"{path.name}: {len(done)} runs done, {len(todo)} to go")

@@ -1,4 +1,4 @@
-"""Paste a box from another image of the batch, with its own box and λ for every sample, and mix the labels by the area actually pasted.
+"""Paste a box from another image of the batch, a box and λ per sample, and mix the labels by the area actually pasted.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/cutmix.html.md"""
 
@@ -106,15 +106,19 @@ def cutmix(x:Tensor, # batch of images (B, C, H, W), any floating dtype
            p:float=1., # chance that a sample is mixed
            per_sample:bool=True, # a box and λ per sample; False: one box and λ for the whole batch
            which:Tensor|None=None, # (B,) bool: which samples may be mixed (each still with chance `p`); None: all
-           pairing:str='shuffle', # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x` on the CPU)
-           where:Tensor|Callable|None=None, # weights (B, Hc, Wc) of the candidate centres, or a function of the sides `(h, w)` giving `(weights, stride)` or None; None: uniform
+           # 'shuffle' (random partners) or 'roll' (partners k places on: no copy of `x` on the CPU)
+           pairing:str='shuffle',
+           # weights (B, Hc, Wc) of the candidate centres, or a function of the sides `(h, w)` giving
+           # `(weights, stride)` or None; None: uniform
+           where:Tensor|Callable|None=None,
            stride:int=1, # pixels between the cells of a `where` tensor
           ) -> CutMixed:
     "Paste into each image of `x` a box of its partner image; λ is the fraction of each image left its own"
     check_x(x); check_cutmix_args(alpha, p); check_flag(per_sample, 'per_sample')
     check_which(which, x.shape[0]); check_choice(pairing, 'pairing', PAIRINGS)
     if where is not None and not (callable(where) or isinstance(where, Tensor)):
-        raise TypeError(f"where must be None, a tensor of weights or a function of the box sides (h, w), got {type(where).__name__}")
+        raise TypeError(f"where must be None, a tensor of weights or a function of the box sides (h, w), "
+                        f"got {type(where).__name__}")
     if not callable(where): check_where(where, x.shape[0], *x.shape[2:], stride)
     return _cutmix(x, alpha, p, per_sample=per_sample, which=which, pairing=pairing, where=where, stride=stride)
 
@@ -124,7 +128,8 @@ def _cutmix(x, alpha, p, *, per_sample=True, which=None, pairing='shuffle', wher
     dev = x.device
     if p == 0 or B == 1:  # nothing to mix: no random draws, the batch itself
         return CutMixed(x, torch.ones(B, device=dev), torch.arange(B, device=dev),
-                        Boxes(torch.zeros(B, 1, 4, dtype=torch.long, device=dev), torch.zeros(B, 1, dtype=torch.bool, device=dev)))
+                        Boxes(torch.zeros(B, 1, 4, dtype=torch.long, device=dev),
+                              torch.zeros(B, 1, dtype=torch.bool, device=dev)))
     k = _draw_k(B) if pairing == 'roll' and on_host(x) else None  # a device keeps its shift: no wait for a host value
     if pairing == 'roll' and k is None: perm = (torch.arange(B, device=dev) + torch.randint(1, B, (), device=dev)) % B
     else: perm = partners(B, 'shuffle', dev) if k is None else _rolled(B, k, dev)
@@ -153,7 +158,8 @@ def mix_mode(yb:tuple, # the targets of a batch
                 f"cannot mix target {i}, {_desc(y)}: float targets must be (B,) or (B, n_labels) (multi-label or "
                 f"soft labels); dense targets such as masks would need the box pasted into them too")
         elif y.dtype == torch.bool or y.is_complex():
-            raise ValueError(f"cannot mix target {i}, {_desc(y)}: use float multi-label targets or integer class indices")
+            raise ValueError(f"cannot mix target {i}, {_desc(y)}: "
+                             "use float multi-label targets or integer class indices")
         elif y.numel() != B: raise ValueError(
             f"cannot mix target {i}, {_desc(y)}: integer targets must be one class index per sample, shape (B,); "
             f"segmentation masks would need the box pasted into them too")
@@ -184,7 +190,8 @@ def mix_loss(loss_func, # the learner's loss function
             raise TypeError(f"CutMix mixes the losses of integer targets per sample, so the loss function must accept "
                             f"reduction='none' (fastai's and torch's losses do); {loss_func!r} does not: {e}") from e
     if l1.ndim == 0 or l1.numel() % B:
-        raise ValueError(f"with reduction='none' the loss gave shape {tuple(l1.shape)}: need one value per sample (B={B})")
+        raise ValueError(f"with reduction='none' the loss gave shape {tuple(l1.shape)}: "
+                         f"need one value per sample (B={B})")
     w = lam.to(l1.dtype)[:, None]
     loss = torch.where(w < 1, w*l1.reshape(B, -1) + (1 - w)*l2.reshape(B, -1), l1.reshape(B, -1))
     return reduce_loss(loss.reshape(l1.shape), red)
@@ -230,7 +237,8 @@ class CutMix(BatchAugment):
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
         self._mixed = self.mixed_batch = res.x is not x and (not on_host(x) or bool(res.boxes.valid.any()))
         if self.learn is not None:
-            self.learn.mixed_labels = MixedLabels(res.lam, res.perm, self.learn.loss_func, self.yb) if self._mixed else None
+            self.learn.mixed_labels = (MixedLabels(res.lam, res.perm, self.learn.loss_func, self.yb) if self._mixed
+                                       else None)
         self.coverage = 1 - res.lam
         self.log(coverage=(1 - res.lam).mean())
         return res.x

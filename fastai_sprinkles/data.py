@@ -73,7 +73,8 @@ def host_answers(url:str, timeout:float=3.) -> bool:
     "Whether the host of `url` resolves and accepts a connection within `timeout` seconds"
     u = urlparse(url)
     try:
-        with socket.create_connection((u.hostname, u.port or (443 if u.scheme=='https' else 80)), timeout=timeout): return True
+        with socket.create_connection((u.hostname, u.port or (443 if u.scheme=='https' else 80)), timeout=timeout):
+            return True
     except OSError: return False
 
 # %% ../nbs/00_data.ipynb #2ef3d80e
@@ -93,9 +94,11 @@ def _from_env(spec, tried):
     env = os.environ.get('SPRINKLES_DATA')
     if not env: return None
     p = Path(env).expanduser()
-    if not p.exists(): raise DataNotFoundError(f"SPRINKLES_DATA={env!r} does not exist; "
-                                               "it should name a data set folder, a .tgz archive, or a folder holding them")
-    cands = [p] if p.name.removesuffix('.tgz') in spec['names'] else [c for n in spec['names'] for c in (p/n, p/f'{n}.tgz')]
+    if not p.exists():
+        raise DataNotFoundError(f"SPRINKLES_DATA={env!r} does not exist; "
+                                "it should name a data set folder, a .tgz archive, or a folder holding them")
+    cands = ([p] if p.name.removesuffix('.tgz') in spec['names'] else
+             [c for n in spec['names'] for c in (p/n, p/f'{n}.tgz')])
     for c in cands:
         if c.is_dir() and is_complete(c, spec['valid']): return c
         if c.is_file(): return extract_archive(c, data_root(), c.name.removesuffix('.tgz'))
@@ -121,7 +124,8 @@ def _from_shared(spec, tried):
     for d in dirs:
         for n in spec['names']:
             if (d/f'{n}.tgz').is_file(): return extract_archive(d/f'{n}.tgz', data_root(), n)
-    tried.append(f"shared archives: none of {[n+'.tgz' for n in spec['names']]} in {[str(d) for d in dirs] or 'no shared/data folder'}")
+    tried.append(f"shared archives: none of {[n+'.tgz' for n in spec['names']]} "
+                 f"in {[str(d) for d in dirs] or 'no shared/data folder'}")
 
 # %% ../nbs/00_data.ipynb #69ab1be2
 def find_data(name:str, # a key of `DATASETS`: 'imagenette' or 'cifar10'
@@ -156,12 +160,18 @@ class DataFolderError(ValueError):
 def _classes(files) -> set: return {parent_label(f) for f in files}
 
 def _check_files(files, where:Path, what:str='image files'):
-    if not files: raise DataFolderError(f"{where} holds no {what} (looked for {', '.join(sorted(image_extensions)[:6])}, ... in any case)")
+    if not files:
+        raise DataFolderError(f"{where} holds no {what} "
+                              f"(looked for {', '.join(sorted(image_extensions)[:6])}, ... in any case)")
     if loose := [f for f in files if f.parent == where]:
-        raise DataFolderError(f"{where} holds images outside class folders, e.g. {loose[0].name}: put each image in a folder named by its class")
+        raise DataFolderError(f"{where} holds images outside class folders, e.g. {loose[0].name}: "
+                              "put each image in a folder named by its class")
 
 # %% ../nbs/00_data.ipynb #58d56dfb
-def folder_items(path:Path, # a folder with `train/` and `valid/` (or `val/`, `test/`) folders of class folders, or of class folders
+def folder_items(
+                 # a folder with `train/` and `valid/` (or `val/`, `test/`) folders of class folders,
+                 # or of class folders
+                 path:Path,
                  valid_pct:float=None, # fraction held out for validation when `path` has no split (default 0.2)
                  seed:int=0, # seed of the `valid_pct` split
                 ) -> tuple:
@@ -172,7 +182,8 @@ def folder_items(path:Path, # a folder with `train/` and `valid/` (or `val/`, `t
     vn = next((n for n in VALID_NAMES if (path/n).is_dir()), None)
     if (path/'train').is_dir() and vn:
         if valid_pct is not None:
-            raise DataFolderError(f"{path} is already split into train/ and {vn}/: valid_pct is only for a folder of class folders")
+            raise DataFolderError(f"{path} is already split into train/ and {vn}/: "
+                                  "valid_pct is only for a folder of class folders")
         files = get_image_files(path, folders=['train', vn])
         top = [f.relative_to(path).parts[0] for f in files]  # 'train' or the validation folder
         for sub in ('train', vn): _check_files([f for f, s in zip(files, top) if s == sub], path/sub)
@@ -187,7 +198,8 @@ def folder_items(path:Path, # a folder with `train/` and `valid/` (or `val/`, `t
         valid = {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
     train = [f for f in files if f not in valid]
     if len(cls := _classes(train)) < 2:
-        raise DataFolderError(f"{path}: training images in {len(cls)} class folder(s) {sorted(cls)}; a classifier needs at least two")
+        raise DataFolderError(f"{path}: training images in {len(cls)} class folder(s) {sorted(cls)}; "
+                              "a classifier needs at least two")
     if extra := _classes(valid) - cls:
         raise DataFolderError(f"{path}: validation classes {sorted(extra)} have no training images")
     return files, valid
@@ -204,7 +216,9 @@ def select_items(files:list, # image files, in a fixed order
     if not 0 < sample <= 1: raise ValueError(f"sample must be in (0, 1], got {sample!r}")
     check_int(per_class, 'per_class', least=1, none=True); check_int(valid_n, 'valid_n', least=1, none=True)
     files = list(files)
-    if sample < 1: files = [files[i] for i in sorted(random.Random(seed).sample(range(len(files)), max(1, round(len(files)*sample))))]
+    if sample < 1:
+        files = [files[i] for i in sorted(random.Random(seed).sample(range(len(files)),
+                                                                     max(1, round(len(files)*sample))))]
     keep, rng = set(files), random.Random(seed)
     if per_class is not None:
         by = {}
@@ -226,7 +240,9 @@ def readable(files:list, # image files
             ) -> list:
     "The files that PIL can open and decode; the others are reported through `log` and left out"
     bad = [f for f in files if not verify_image(f)]
-    if bad and log: log(f"skipped {len(bad)} unreadable image(s): " + ', '.join(str(f) for f in bad[:5]) + (', ...' if len(bad) > 5 else ''))
+    if bad and log:
+        log(f"skipped {len(bad)} unreadable image(s): " + ', '.join(str(f) for f in bad[:5])
+            + (', ...' if len(bad) > 5 else ''))
     bad_set = set(bad)
     return [f for f in files if f not in bad_set]
 
@@ -238,12 +254,14 @@ def measure_stats(files:list, # training image files
                  ) -> tuple:
     "Per-channel mean and std, in [0, 1] pixel units, of up to `n` of `files`"
     fs = random.Random(seed).sample(list(files), min(n, len(files)))
-    x = torch.stack([torch.from_numpy(np.asarray(PILImage.create(f).resize((size, size)), dtype=np.float32)) for f in fs])/255
+    x = torch.stack([torch.from_numpy(np.asarray(PILImage.create(f).resize((size, size)), dtype=np.float32))
+                     for f in fs])/255
     return x.mean((0, 1, 2)).tolist(), x.std((0, 1, 2)).tolist()
 
 def _stats(stats, files, size):
     if isinstance(stats, str):
-        if stats not in ('imagenet', 'measure'): raise ValueError(f"stats must be 'imagenet', 'measure' or (mean, std), got {stats!r}")
+        if stats not in ('imagenet', 'measure'):
+            raise ValueError(f"stats must be 'imagenet', 'measure' or (mean, std), got {stats!r}")
         return imagenet_stats if stats == 'imagenet' else measure_stats(files, size)
     return stats
 
@@ -265,7 +283,8 @@ def folder_dls(path:Path, # see `folder_items`
     if check: files = readable(files)
     mean, std = _stats(stats, [f for f in files if f not in valid], size)
     dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: L(files), get_y=label,
-                       splitter=FuncSplitter(valid.__contains__), item_tfms=None if size is None else RandomResizedCrop(size, min_scale=min_scale),
+                       splitter=FuncSplitter(valid.__contains__),
+                       item_tfms=None if size is None else RandomResizedCrop(size, min_scale=min_scale),
                        batch_tfms=[Flip(), Normalize.from_stats(mean, std)])
     return dblock.dataloaders(Path(path), bs=bs, **kwargs)
 
@@ -295,4 +314,5 @@ CIFAR_STATS = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
 
 def cifar10_dls(bs:int=128, sample:float=1., seed:int=0, path:Path=None, **kwargs):
     "CIFAR-10 `DataLoaders` at 32 px with flips and CIFAR normalisation"
-    return folder_dls(path or cifar10(verbose=False), None, bs, sample=sample, seed=seed, **{'stats': CIFAR_STATS, **kwargs})
+    return folder_dls(path or cifar10(verbose=False), None, bs, sample=sample, seed=seed,
+                      **{'stats': CIFAR_STATS, **kwargs})

@@ -1,4 +1,4 @@
-"""Paint a fill into the holes of a normalised batch: black, the data set mean, frosted noise, any colour, at any opacity.
+"""Paint a fill into the holes of a normalised batch: black, the data set mean, frosted noise, any colour, any opacity.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/fills.html.md"""
 
@@ -25,7 +25,8 @@ def fill_values(fill, # 'zero', 'mean', or a pixel colour (a number or one per c
     f32 = dict(dtype=torch.float32, device=device)
     m = torch.zeros(C, **f32) if mean is None else torch.as_tensor(mean, **f32).flatten().expand(C)
     s = torch.ones(C, **f32) if std is None else torch.as_tensor(std, **f32).flatten().expand(C)
-    pix = torch.zeros(C, **f32) if fill == 'zero' else m if fill == 'mean' else torch.as_tensor(fill, **f32).flatten().expand(C)
+    pix = (torch.zeros(C, **f32) if fill == 'zero' else m if fill == 'mean' else
+           torch.as_tensor(fill, **f32).flatten().expand(C))
     return ((pix - m)/s).view(1, C, 1, 1).to(dtype)
 
 # %% ../nbs/01a_fills.ipynb #b5c54adc
@@ -49,7 +50,8 @@ def _noise_at(x:Tensor, at:Tensor, weight=None, generator=None) -> Tensor:
         for c in range(C): flat[c*H*W:].index_copy_(0, at, z[c])
         return x
     idx = (at + H*W*torch.arange(C, device=at.device)[:, None]).flatten()  # logical offsets, channel by channel
-    z = z.flatten() if weight is None else torch.lerp(t.take(idx), z.flatten(), weight.repeat(C) if isinstance(weight, Tensor) else weight)
+    z = (z.flatten() if weight is None else
+         torch.lerp(t.take(idx), z.flatten(), weight.repeat(C) if isinstance(weight, Tensor) else weight))
     if t.device.type == 'cpu': t.put_(idx, z)  # any memory layout: `put_` takes logical offsets
     else: t[idx // (C*H*W), idx // (H*W) % C, idx // W % H, idx % W] = z  # GPUs: `put_` has no deterministic version
     return x
@@ -63,11 +65,13 @@ def _paint(x, mask, fill, opacity, *, mean=None, std=None, generator=None, inpla
     if fill == 'noise' and _sparse(x, sparse):
         B, C, H, W = x.shape
         b, i, j = (mask if mask.dtype == torch.bool else mask > 0)[:, 0].nonzero(as_tuple=True)  # hole pixels
-        w = None if mask.dtype == torch.bool and opacity == 1 else opacity if mask.dtype == torch.bool else mask[b, 0, i, j].to(x.dtype)*opacity
+        w = (None if mask.dtype == torch.bool and opacity == 1 else opacity if mask.dtype == torch.bool else
+             mask[b, 0, i, j].to(x.dtype)*opacity)
         return _noise_at(x if inplace else x.clone(), b*(C*H*W) + i*W + j, w, generator)
     w = mask if mask.dtype == x.dtype else mask.to(x.dtype)
     if opacity != 1: w = w*opacity
-    end = _noise_like(x, generator) if fill == 'noise' else fill_values(fill, x.shape[1], mean, std, x.device, x.dtype).expand_as(x)
+    end = (_noise_like(x, generator) if fill == 'noise' else
+           fill_values(fill, x.shape[1], mean, std, x.device, x.dtype).expand_as(x))
     return x.lerp_(end, w) if inplace else torch.lerp(x, end, w)
 
 def paint(x:Tensor, # normalised batch (B, C, H, W), any floating dtype and memory format
@@ -97,7 +101,8 @@ class Sprinkled(NamedTuple):
 def sprinkle(x:Tensor, # normalised batch (B, C, H, W)
              p:float, # chance that an image gets sprinkles
              n:int|tuple, # holes per image: an int, or an inclusive (lo, hi) range drawn per image
-             size:float|tuple, # hole side as a fraction of the shorter image side: a number, or a (lo, hi) range drawn per hole
+             # hole side as a fraction of the shorter image side: a number, or a (lo, hi) range drawn per hole
+             size:float|tuple,
              fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
              opacity:float=1., # weight of the fill over the image, in (0, 1]
              mean=None, std=None, # normalisation stats of `x` per channel; None: `x` is not normalised
@@ -120,9 +125,11 @@ def _sprinkle(x, p, n, size, *, fill='zero', opacity=1., mean=None, std=None, re
     "`sprinkle` without the checks"
     B, C, H, W = x.shape
     if p == 0 or as_range(n, 'n', integer=True)[1] == 0:  # nothing to paint: no random numbers, no mask
-        return Sprinkled(x if inplace else x.clone(), x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
+        return Sprinkled(x if inplace else x.clone(),
+                         x.new_zeros(B, 1, H, W, dtype=torch.bool) if return_mask else None,
                          x.new_zeros(B, dtype=torch.float32))
-    bx = _sample_boxes(B, H, W, n, size, p, generator=generator, device=x.device, which=which, where=where, stride=stride)
+    bx = _sample_boxes(B, H, W, n, size, p, generator=generator, device=x.device, which=which, where=where,
+                       stride=stride)
     if fill == 'noise' and _sparse(x, None) and bx.boxes.shape[1] <= BOX_BITS:  # sparse noise, no full mask
         at, area = hole_offsets(*bx, H, W, C)  # hole pixels listed straight from the boxes, and counted
         out = _noise_at(x if inplace else x.clone(), at, None if opacity == 1 else opacity, generator)

@@ -1,4 +1,4 @@
-"""Cut where it does not hurt: cutout, CutMix and sprinkles that avoid the regions the label depends on, and a paste that keeps them through any image augmentation.
+"""Cut where it does not hurt: cutout, CutMix, sprinkles that avoid what the label needs, and a paste that keeps it.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/keep.html.md"""
 
@@ -44,7 +44,7 @@ def keep_where(sal:Tensor, # (B, H, W) saliency maps
                above:bool=False, # False: selective-cut (at most the threshold); True: selective-paste (above it)
                grid:int=32, # candidate centres along each side, at most: every `stride` pixels, see `auto_stride`
               ) -> tuple:
-    "`(where, stride)`: the (B, Hc, Wc) grid of centres where selective-cut (or -paste) lets a box go, for `place_boxes`"
+    "`(where, stride)`: (B, Hc, Wc) grid of centres where selective-cut (or -paste) lets a box go, for `place_boxes`"
     check_tau(tau); check_flag(above, 'above'); check_grid(grid)
     return _keep_where(sal, h, w, tau, above, grid)
 
@@ -56,7 +56,8 @@ def keep_boxes(sal:Tensor, # (B, H, W) saliency maps
                generator:torch.Generator|None=None, # source of the draws
               ) -> Tensor:
     "`(B, 4)` boxes, one per image, centred where selective-cut (or -paste) allows and clipped to the image"
-    if not isinstance(sal, Tensor) or sal.ndim != 3: raise ValueError(f"sal must be a (B, H, W) tensor of saliency maps, got {_desc(sal)}")
+    if not isinstance(sal, Tensor) or sal.ndim != 3:
+        raise ValueError(f"sal must be a (B, H, W) tensor of saliency maps, got {_desc(sal)}")
     for v, name in ((h, 'h'), (w, 'w')):
         if not isinstance(v, Tensor) and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
             raise ValueError(f"{name} must be an int >= 0 or a (B,) tensor of them, got {v!r}")
@@ -96,7 +97,7 @@ def hook_map(cb:Callback, x:Tensor) -> Tensor:
     return sal
 
 class _KeepSquare(BatchAugment):
-    "One square per image of side `size`, placed on the hook's map by selective-cut (or -paste, `above`), kept with chance `p`"
+    "One `size` square per image, placed on the hook's map by selective-cut (or -paste, `above`), kept with chance `p`"
     above = False
     p, size, tau, grid = checked(check_prob), checked(check_fraction), checked(check_tau), checked(check_grid)
     anneal = ('p', 'size', 'tau', 'grid')

@@ -1,4 +1,4 @@
-"""Give each training sample at most one of several batch augmentations: CutMix, sprinkles, Cutout or the saliency-guided ones.
+"""Give each training sample at most one of several batch augmentations: CutMix, sprinkles, Cutout, saliency-guided.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/oneof.html.md"""
 
@@ -31,16 +31,19 @@ class OneOf(BatchAugment):
     anneal = ('ps',)
     def __init__(self,
                  augs:list, # `BatchAugment` callbacks, at most one of which mixes labels (`CutMix`)
-                 ps:list|None=None, # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1
+                 # chance of each augmentation per sample, summing to at most 1; None: equal, summing to 1
+                 ps:list|None=None,
                 ):
         self.augs = list(augs)
         if not self.augs: raise ValueError("augs must hold at least one augmentation callback")
         for a in self.augs:
             if isinstance(a, MixHandler): raise TypeError(
-                f"augs must not hold fastai's {type(a).__name__}: it mixes the labels of the whole batch and cannot work "
-                f"on a share of it; use fastai_sprinkles' CutMix")
-            if not isinstance(a, BatchAugment): raise TypeError(f"augs must be BatchAugment callbacks (instances), got {a!r}")
-        if sum(a.mixes_labels for a in self.augs) > 1: raise ValueError("augs may hold at most one augmentation that mixes labels (CutMix)")
+                f"augs must not hold fastai's {type(a).__name__}: it mixes the labels of the whole batch and "
+                f"cannot work on a share of it; use fastai_sprinkles' CutMix")
+            if not isinstance(a, BatchAugment):
+                raise TypeError(f"augs must be BatchAugment callbacks (instances), got {a!r}")
+        if sum(a.mixes_labels for a in self.augs) > 1:
+            raise ValueError("augs may hold at most one augmentation that mixes labels (CutMix)")
         self.ps = [1/len(self.augs)]*len(self.augs) if ps is None else ps
         names = {}
         for a in self.augs:  # reachable as `one_of.cut_mix`, `one_of.progressive_sprinkles`, `..._2`, ...

@@ -1,4 +1,4 @@
-"""Callbacks that change the learner or the model, and put it back however a fit stops: at its end, cancelled, interrupted or on an error.
+"""Callbacks that change the learner or model and restore it however a fit stops: ended, cancelled, interrupted, failed.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/restoring.html.md"""
 
@@ -39,7 +39,8 @@ class Restoring(Callback):
 
     def __call__(self, event_name):
         learn = self.learn
-        if event_name == 'before_fit' and learn is not None:  # `get_preds` inside a fit nests a before_fit/after_fit pair
+        # `get_preds` inside a fit nests a before_fit/after_fit pair
+        if event_name == 'before_fit' and learn is not None:
             new = not isinstance(vars(learn).get('_with_events'), _RestoreOnEscape)
             if new: learn._with_events = _RestoreOnEscape(learn)  # on this learner only, until the matching `after_fit`
             self._guards = [*getattr(self, '_guards', []), new]

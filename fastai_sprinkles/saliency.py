@@ -1,4 +1,4 @@
-"""Which pixels does the label depend on? Vanilla-gradient saliency maps for a training batch, computed without disturbing training.
+"""Which pixels does the label depend on? Vanilla-gradient saliency of a training batch, without disturbing training.
 
 Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/saliency.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/saliency.html.md"""
 
 # %% ../nbs/05_saliency.ipynb #4ac82f8a
 from __future__ import annotations
-import math, time
+import time
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -34,12 +34,17 @@ def target_logit(out:Tensor, # model output (B, n_classes)
                  y:Tensor, # targets: (B,) class indices, or (B, n_classes) floats
                 ) -> Tensor:
     "The sum over the batch of each sample's label logit (or target-weighted logits for float targets)"
-    out, y = out.as_subclass(Tensor), y.as_subclass(Tensor)  # fastai's TensorImage and TensorCategory do not mix in `gather`
-    if out.ndim != 2: raise ValueError(f"saliency needs a model that outputs (B, n_classes) logits, got shape {tuple(out.shape)}")
+    # fastai's TensorImage and TensorCategory do not mix in `gather`
+    out, y = out.as_subclass(Tensor), y.as_subclass(Tensor)
+    if out.ndim != 2:
+        raise ValueError(f"saliency needs a model that outputs (B, n_classes) logits, got shape {tuple(out.shape)}")
     if y.is_floating_point():
-        if y.shape != out.shape: raise ValueError(f"y (float targets) must have the output's shape {tuple(out.shape)}, got {tuple(y.shape)}")
+        if y.shape != out.shape:
+            raise ValueError(f"y (float targets) must have the output's shape {tuple(out.shape)}, got {tuple(y.shape)}")
         return (out.float()*y.float()).sum()
-    if y.shape != out.shape[:1]: raise ValueError(f"y must be one class index per sample (integer targets), shape ({out.shape[0]},), got {tuple(y.shape)}")
+    if y.shape != out.shape[:1]:
+        raise ValueError(f"y must be one class index per sample (integer targets), shape ({out.shape[0]},), "
+                         f"got {tuple(y.shape)}")
     return out.float().gather(1, y.long()[:, None]).sum()
 
 def saliency(model:nn.Module, # the network: maps the batch to (B, n_classes) logits
@@ -69,11 +74,13 @@ def lowres_saliency(model:nn.Module, x:Tensor, y:Tensor, factor:float=2., head=N
     H, W = x.shape[-2:]
     check_saliency_args('lowres', factor, H=H, W=W)
     if factor == 1: return saliency(model, x, y, head)
-    small = F.interpolate(x.detach(), size=(max(2, round(H/factor)), max(2, round(W/factor))), mode='bicubic', align_corners=False)
+    small = F.interpolate(x.detach(), size=(max(2, round(H/factor)), max(2, round(W/factor))), mode='bicubic',
+                          align_corners=False)
     try: s = saliency(model, small, y, head)
     except RuntimeError as e: raise RuntimeError(
-        f"the low-resolution saliency runs the model on images shrunk by factor={factor} to {tuple(small.shape[-2:])}, and "
-        f"the model failed on them ({e}): use mode='full', or a model that takes any image size (adaptive pooling)") from e
+        f"the low-resolution saliency runs the model on images shrunk by factor={factor} to "
+        f"{tuple(small.shape[-2:])}, and the model failed on them ({e}): use mode='full', or a model that takes any "
+        f"image size (adaptive pooling)") from e
     return F.interpolate(s[:, None], size=(H, W), mode='bilinear', align_corners=False)[:, 0].clamp_(min=0)
 
 # %% ../nbs/05_saliency.ipynb #4230cf8f
@@ -90,12 +97,14 @@ def first_block(model:nn.Module, # the network
         return layer
     if isinstance(layer, str):
         mods = dict(model.named_modules())
-        if layer not in mods: raise ValueError(f"{name}={layer!r} is not a module name of the model (see model.named_modules())")
+        if layer not in mods:
+            raise ValueError(f"{name}={layer!r} is not a module name of the model (see model.named_modules())")
         return mods[layer]
     if layer is not None: raise TypeError(f"{name} must be a module, a module name or None, got {type(layer).__name__}")
     m = next((m for m in model.modules() if _is_block(m)), None)
-    if m is None: raise ValueError("the early head goes after the first residual block of the model, but it has none "
-                                   f"(fastai ResBlock, torchvision BasicBlock or Bottleneck): pass {name}=<module or name>")
+    if m is None:
+        raise ValueError("the early head goes after the first residual block of the model, but it has none "
+                         f"(fastai ResBlock, torchvision BasicBlock or Bottleneck): pass {name}=<module or name>")
     return m
 
 class _Stop(Exception):
@@ -181,7 +190,7 @@ class EarlyHeadTrainer(Restoring):
 # %% ../nbs/05_saliency.ipynb #406dab3a
 @patch
 def make_head(self:EarlyHeadTrainer, act:Tensor, y:Tensor):
-    "A new `head` for activations like `act` of `block`, one output per class of the targets `y`, and its Adam `head_opt`"
+    "A new `head` for activations like `act` of `block`, one output per class of targets `y`, and its Adam `head_opt`"
     dls = getattr(self.learn, 'dls', None) if self.learn is not None else None
     n_out = y.shape[1] if y.is_floating_point() else (getattr(dls, 'c', None) or int(y.max()) + 1)
     self.head = EarlyHead(act.shape[1], n_out).to(act.device)
@@ -230,7 +239,8 @@ class SaliencyHook(Restoring):
                  early_lr:float=None, # its `lr`; None: the learner's current one
                 ):
         store_attr()
-        self.sal, self.seconds, self.trainer, self._own, self._added, self._fits, self._net = None, 0., None, None, None, 0, None
+        self.sal, self.seconds, self.trainer, self._own, self._added, self._fits, self._net = (
+            None, 0., None, None, None, 0, None)
 
     @property
     def head(self):
@@ -265,7 +275,7 @@ def before_fit(self:SaliencyHook):
 
 @patch
 def _find_trainer(self:SaliencyHook) -> EarlyHeadTrainer:
-    "The learner's `EarlyHeadTrainer`, else the hook's own (made once, with the `early_*` arguments), added for this fit"
+    "The learner's `EarlyHeadTrainer`, else the hook's own (made once from the `early_*` arguments), added for this fit"
     t = next((c for c in self.learn.cbs if isinstance(c, EarlyHeadTrainer)), None)
     if t is not None: return t
     if self._own is None: self._own = EarlyHeadTrainer()
@@ -284,7 +294,8 @@ def compute(self:SaliencyHook, x:Tensor, y:Tensor) -> Tensor:
     with _autocast(self.learn, x.device.type):
         if self.mode == 'full': return saliency(model, x, y)
         if self.mode == 'lowres': return lowres_saliency(model, x, y, self.factor)
-        if t is None: raise ValueError("mode='early' maps with the head of an EarlyHeadTrainer: fit with the hook first")
+        if t is None:
+            raise ValueError("mode='early' maps with the head of an EarlyHeadTrainer: fit with the hook first")
         if t.head is None: t.make_head(run_to(model, t.block, x.detach()), y)  # the first batch: an untrained head
         return lowres_saliency(model, x, y, self.factor, head=lambda v: t.head(run_to(model, t.block, v)))
 

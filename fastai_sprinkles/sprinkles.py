@@ -42,7 +42,7 @@ PCTS = tuple(i/10 for i in range(11))  # the fractions of training at which a sc
 def _moves(v) -> bool: return callable(v) or isinstance(v, (tuple, list)) and any(map(_moves, v))
 
 def scheduled(check:Callable) -> Callable:
-    "The check of a constant or schedule (or a tuple of them): its type, and `check` of its values at every tenth of training"
+    "The check of a constant, schedule or tuple of them: its type, and `check` of its values at every tenth of training"
     def check_scheduled(v, name:str):
         check_sched(v, name)
         for pct in PCTS if _moves(v) else PCTS[:1]: check(sched_value(v, pct), name)
@@ -57,13 +57,17 @@ class ProgressiveSprinkles(BatchAugment):
     every, steps = checked(partial(check_int, least=1, none=True)), checked(partial(check_int, least=1, none=True))
     anneal = ('p', 'n', 'size', 'opacity')
     def __init__(self,
-                 p:float|Callable|None=None, # chance that an image gets sprinkles, in [0, 1]: constant or schedule (default: recipe)
+                 # chance that an image gets sprinkles, in [0, 1]: constant or schedule (default: recipe)
+                 p:float|Callable|None=None,
                  n:int|tuple|Callable|None=None, # holes per image: int, (lo, hi) range, or schedules (default: recipe)
-                 size:float|tuple|Callable|None=None, # hole side as a fraction of the shorter image side: number, (lo, hi), or schedules
-                 fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
+                 # hole side as a fraction of the shorter image side: number, (lo, hi), or schedules
+                 size:float|tuple|Callable|None=None,
+                 # 'zero' (black), 'mean' (data set mean), 'noise' (frosted), or a pixel colour
+                 fill:str|float|list='zero',
                  opacity:float|Callable=1., # weight of the fill over the image, in (0, 1]: constant or schedule
                  every:int|None=None, # hold the values for blocks of `every` epochs
-                 steps:int|None=None, # cut training into `steps` equal stages (default: 10 with the recipe, else per batch)
+                 # cut training into `steps` equal stages (default: 10 with the recipe, else per batch)
+                 steps:int|None=None,
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
                 ):
         r = sprinkles_recipe()
@@ -98,7 +102,8 @@ class ProgressiveSprinkles(BatchAugment):
 # %% ../nbs/03_sprinkles.ipynb #e62efc6c
 def mean_coverage(cb:ProgressiveSprinkles, # the callback whose values are measured
                   size:int, # side of the (square) training images, px
-                  pcts=None, # fractions of training to average over (default: 100 evenly spread, stair-stepped as `cb` does)
+                  # fractions of training to average over (default: 100 evenly spread, stair-stepped as `cb` does)
+                  pcts=None,
                   n_imgs:int=2048, # blank images sprinkled at each fraction
                   seed:int=0, # seed of the measuring stream
                  ) -> float:
@@ -106,7 +111,8 @@ def mean_coverage(cb:ProgressiveSprinkles, # the callback whose values are measu
     if pcts is None: pcts = [sched_pct(i, 100, steps=cb.steps) for i in range(100)]
     g, x = torch.Generator().manual_seed(seed), torch.zeros(n_imgs, 1, size, size)
     w = Counter(pcts)  # stair-stepped values repeat: sprinkle each once, weighted by how often it occurs
-    covs = {q: sprinkle(x, **{k: v for k, v in cb.values(q).items() if k != 'opacity'}, generator=g).coverage.mean() for q in w}
+    covs = {q: sprinkle(x, **{k: v for k, v in cb.values(q).items() if k != 'opacity'}, generator=g).coverage.mean()
+            for q in w}
     return float(sum(w[q]*c for q, c in covs.items())/sum(w.values()))
 
 def fixed_sprinkles(cb:ProgressiveSprinkles, # the progressive callback to match
@@ -118,6 +124,8 @@ def fixed_sprinkles(cb:ProgressiveSprinkles, # the progressive callback to match
     v = cb.values(at)
     full = mean_coverage(ProgressiveSprinkles(p=1., n=v['n'], size=v['size']), size, pcts=[0.], **kwargs)
     p = mean_coverage(cb, size, **kwargs)/full
-    if p > 1: raise ValueError(f"no fixed probability matches: the values at {at} cover {full:.2%} when always applied, "
-                               f"less than the progressive run's average; choose a later `at`")
-    return ProgressiveSprinkles(p=p, n=v['n'], size=v['size'], fill=cb.fill, opacity=v['opacity'], mean=cb.mean, std=cb.std)
+    if p > 1:
+        raise ValueError(f"no fixed probability matches: the values at {at} cover {full:.2%} when always applied, "
+                         f"less than the progressive run's average; choose a later `at`")
+    return ProgressiveSprinkles(p=p, n=v['n'], size=v['size'], fill=cb.fill, opacity=v['opacity'], mean=cb.mean,
+                                std=cb.std)

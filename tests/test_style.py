@@ -44,8 +44,6 @@ def test_settings():
 def test_tests_tools_benchmarks():
     if fs := ruff(*OTHERS): pytest.fail(report(fs), pytrace=False)
 
-@pytest.mark.xfail(strict=True, reason="the package's long lines (E501) and three unused imports (F401) are fixed "
-                   "in the notebooks, which another branch is rewriting; remove this mark once they are")
 def test_package():
     if fs := [f for f in ruff(PACKAGE) if not nbdev_line(f)]: pytest.fail(report(fs), pytrace=False)
 
