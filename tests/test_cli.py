@@ -4,7 +4,8 @@ import pytest
 from pathlib import Path
 from conftest import BIN, run
 
-OUTPUTS = ['accuracy.png', 'conclusions.txt', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'table.csv']
+OUTPUTS = ['accuracy.png', 'conclusions.txt', 'curves.png', 'equal_time.csv', 'runs.jsonl', 'summary.txt', 'table.csv',
+           'verdicts.csv']
 
 @pytest.mark.parametrize('cmd', ['sprinkles-compare', 'sprinkles-imagenette'])
 def test_cli_help(cmd):
@@ -67,6 +68,8 @@ def test_compare_runs_end_to_end_on_a_folder_the_test_makes(tmp_path):
     runs = [json.loads(l) for l in (out/'runs.jsonl').read_text().splitlines()]
     assert {r['n_train'] for r in runs} == {24} and {r['setup']['data'] for r in runs} == {str(root.resolve())}
     assert 'cutout vs none, 1 epoch(s)' in (out/'conclusions.txt').read_text()
+    assert (out/'summary.txt').read_text().startswith('At 1 epochs, over 2 paired seeds, ')
+    assert (out/'verdicts.csv').read_text().splitlines()[0] == 'config,epochs,seeds,Δ points (95% CI),p (Holm),verdict'
 
 def test_compare_shards_then_merges(tmp_path):
     from test_data import make_folder
@@ -88,7 +91,7 @@ def test_compare_shards_then_merges(tmp_path):
     (['--data', '/no/such/folder'], 'is not a folder'),
     (['--shard', '3/2', '--out', 'x'], '--shard: shard K/N needs 1 <= K <= N'),
     (['--shard', '1/2'], 'need --out'), (['--stats', 'cifar'], "--stats must be 'imagenet' or 'measure'"),
-    (['--profile', 'huge'], '--profile must be one of')])
+    (['--profile', 'huge'], '--profile must be one of'), (['--epochs', '20,20'], '--epochs: a budget is given twice')])
 def test_compare_rejects_bad_options(args, msg):
     r = run([str(BIN/'sprinkles-compare')] + args)
     assert r.returncode != 0 and msg in r.stderr, r.stderr[-2000:]
