@@ -114,15 +114,19 @@ READ_PAGE = """() => {
                       return p.getBoundingClientRect().width / charW; })() : null,
     highlighted: content.querySelectorAll('div.highlight pre code span.k, div.highlight pre code span.kn').length,
     entries: [...content.querySelectorAll('.doc-entry')].map(d => { const h = d.querySelector('h3[id], h4[id]');
-              const tbl = [...d.querySelectorAll('table')].find(t => t.rows[0]?.cells[0]?.innerText.trim() === '');  // the parameters'
+              // the parameters'
+              const tbl = [...d.querySelectorAll('table')].find(t => t.rows[0]?.cells[0]?.innerText.trim() === '');
               return {id: h?.id, name: txt(h), kind: h?.dataset.kind, source: !!d.querySelector('a.doc-source'),
-                      sig: txt(d.querySelector('.doc-signature')), params: tbl ? [...tbl.querySelectorAll('tbody tr')].map(r => r.cells[0].innerText.trim()) : null,
-                      events: [...d.querySelectorAll('[data-entry]')].map(e => ({id: e.id, name: e.dataset.entry}))}; }),
+                      sig: txt(d.querySelector('.doc-signature')),
+                      params: tbl ? [...tbl.querySelectorAll('tbody tr')].map(r => r.cells[0].innerText.trim()) : null,
+                      events: [...d.querySelectorAll('[data-entry]')].map(e => ({id: e.id, name: e.dataset.entry}))};
+            }),
     // what each anchor of the page names: an API entry's heading, or an event listed in its class's entry
     targets: Object.fromEntries([...content.querySelectorAll('.doc-entry h3[id], .doc-entry h4[id], [data-entry]')].map(
               e => [e.id, e.dataset.entry ?? txt(e)])),
     // links made for a symbol: their text is one piece of code; `fastai` when the text before them says "fastai's"
-    symlinks: [...content.querySelectorAll('a[href]')].filter(a => a.childNodes.length === 1 && a.firstChild.nodeName === 'CODE').map(a => {
+    symlinks: [...content.querySelectorAll('a[href]')]
+              .filter(a => a.childNodes.length === 1 && a.firstChild.nodeName === 'CODE').map(a => {
               const before = (a.previousSibling?.textContent ?? '').slice(-10);
               return {href: a.getAttribute('href'), name: a.innerText.trim(), fastai: /fastai's\\s*$/.test(before)}; }),
     ...checkWidth(content),
@@ -135,11 +139,15 @@ READ_PAGE = """() => {
 CHECK_WIDTH = """function checkWidth(content) {
   const col = document.querySelector('.md-content').getBoundingClientRect();
   const BLOCK = 'div.highlight, .md-typeset__scrollwrap, .nb-html, .math-block';
-  const scrolls = e => { const o = getComputedStyle(e).overflowX; return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; };
+  const scrolls = e => { const o = getComputedStyle(e).overflowX;
+                         return (o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth + 1; };
   const fits = r => r.left >= col.left - 1 && r.right <= col.right + 1;
-  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                    + (typeof e.className === 'string' && e.className.trim()
+                       ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
   const cued = e => { const b = e.closest(BLOCK) || e, c = b.previousElementSibling;
-                      return e.classList.contains('scrolls-x') && !!c && c.classList.contains('scroll-cue') && c.offsetHeight > 0 && c.innerText.trim().length > 0; };
+                      return e.classList.contains('scrolls-x') && !!c && c.classList.contains('scroll-cue')
+                             && c.offsetHeight > 0 && c.innerText.trim().length > 0; };
   const wide = [];
   for (const e of content.querySelectorAll('*')) {
     const r = e.getBoundingClientRect();
@@ -147,7 +155,8 @@ CHECK_WIDTH = """function checkWidth(content) {
     let a = e.parentElement;
     while (a && a !== content && !scrolls(a)) a = a.parentElement;
     if (!a || a === content || !fits(a.getBoundingClientRect()) || !cued(a))
-      wide.push(`${name(e)} spans ${Math.round(r.left)}-${Math.round(r.right)} px, the column ${Math.round(col.left)}-${Math.round(col.right)}: ${(e.innerText || '').slice(0, 60)}`);
+      wide.push(`${name(e)} spans ${Math.round(r.left)}-${Math.round(r.right)} px, `
+                + `the column ${Math.round(col.left)}-${Math.round(col.right)}: ${(e.innerText || '').slice(0, 60)}`);
   }
   const uncued = [...content.querySelectorAll('*')].filter(e => scrolls(e) && !cued(e)).map(name);
   return {wide, uncued, cues: content.querySelectorAll('.scroll-cue').length};
@@ -323,9 +332,10 @@ def test_api_docs(rendered, page):
         assert 'NoneType' not in e['sig'], f"an annotation the code does not have: {e['sig']}"
         assert not re.search(r'#\s', e['sig']), f"comments in the signature (they belong in the table): {e['sig']}"
         if e['kind'] == 'class':  # an exception takes its message, `*args`
-            assert not re.search(r'\*\*kwargs|after_create=|before_fit=' + ('' if e['name'].endswith('Error') else r'|\*args'), e['sig']), \
-                f"not the signature a reader calls: {e['sig']}"
-        if e['params'] is not None: assert [p for p in e['params'] if p != 'Returns'] == sig_params(e['sig']), (e['params'], e['sig'])
+            bad = r'\*\*kwargs|after_create=|before_fit=' + ('' if e['name'].endswith('Error') else r'|\*args')
+            assert not re.search(bad, e['sig']), f"not the signature a reader calls: {e['sig']}"
+        if e['params'] is not None:
+            assert [p for p in e['params'] if p != 'Returns'] == sig_params(e['sig']), (e['params'], e['sig'])
         # nbdev's anchor is the name in lower case; where two names differ only by case, the class keeps it
         base = build_docs.pandoc_id(e['name'])
         if not [o for o in entries if o is not e and build_docs.pandoc_id(o['name']) == base]: assert e['id'] == base, e
@@ -343,15 +353,17 @@ def entry(rendered, name):
 
 @pytest.mark.browser
 def test_real_signatures(rendered):
-    "NamedTuples show their fields, a subclass what it passes on to its parent, a callback none of fastai's event arguments"
+    "NamedTuples show fields, a subclass what it passes on to its parent, a callback none of fastai's event arguments"
     assert entry(rendered, 'CutMixed')['sig'] == 'class CutMixed(x:Tensor, lam:Tensor, perm:Tensor, boxes:Boxes)'
-    assert entry(rendered, 'MixedLabels')['sig'] == 'class MixedLabels(lam:Tensor, perm:Tensor, loss_func:Callable, yb:tuple)'
+    assert entry(rendered, 'MixedLabels')['sig'] == \
+        'class MixedLabels(lam:Tensor, perm:Tensor, loss_func:Callable, yb:tuple)'
     assert entry(rendered, 'BatchAugment')['sig'] == 'class BatchAugment()'
     keep, prog = entry(rendered, 'KeepSprinkles'), entry(rendered, 'ProgressiveSprinkles')
     assert sig_params(keep['sig']) == sig_params(prog['sig']) + ['tau', 'grid'], keep['sig']
     assert keep['params'] == sig_params(keep['sig'])
     assert 'scheds' in entry(rendered, 'Annealer')['params']
-    assert [ev['name'] for ev in entry(rendered, 'Annealer')['events']][:2] == ['Annealer.before_fit', 'Annealer.before_train']
+    assert [ev['name'] for ev in entry(rendered, 'Annealer')['events']][:2] == \
+        ['Annealer.before_fit', 'Annealer.before_train']
 
 @pytest.mark.browser
 @pytest.mark.parametrize('page', PAGES)
@@ -369,7 +381,8 @@ def test_symbol_links_land_by_name(site, rendered, page):
         f, frag = resolve(page, l['href'], out)
         if not frag: continue  # a link to a page
         target = rendered.get(f.name, {}).get('targets', {}).get(frag)
-        if target is None or not (target == name or name.startswith(target + '.')): bad.append((name, l['href'], target))
+        if target is None or not (target == name or name.startswith(target + '.')):
+            bad.append((name, l['href'], target))
     assert not bad, bad
 
 @pytest.mark.browser
@@ -418,7 +431,7 @@ def test_figures(rendered, page):
 
 @pytest.mark.browser
 def test_screenshots(site, rendered):
-    "A full-page screenshot of every page at the test's width, in SHOTS: index, sprinkles, cutmix, imagenette and bad_input among them"
+    "A full-page screenshot of every page at the test's width, in SHOTS: index, cutmix, imagenette, bad_input..."
     for page in PAGES:
         png = (SHOTS/(Path(page).stem + '.png')).read_bytes()
         w, h = struct.unpack('>II', png[16:24])
@@ -437,11 +450,15 @@ def test_search_finds_each_class_first(site, browser, rendered):
     for k, (page, name, hid) in enumerate(classes):
         pg.fill('input.md-search__input', name)
         pg.keyboard.press('End')  # search runs on a key, not on `fill`'s input event
-        pg.wait_for_function('q => [...document.querySelectorAll("li.md-search-result__item a")].some(a => a.href.includes("h=" + q))',
-                             arg=name.lower(), timeout=120_000 if k == 0 else 20_000)  # the first waits for the index to load
-        hrefs = pg.eval_on_selector_all('li.md-search-result__item a', 'els => els.map(e => e.getAttribute("href"))')
+        # the first waits for the index to load
+        pg.wait_for_function('q => [...document.querySelectorAll("li.md-search-result__item a")]'
+                             '.some(a => a.href.includes("h=" + q))',
+                             arg=name.lower(), timeout=120_000 if k == 0 else 20_000)
+        hrefs = pg.eval_on_selector_all('li.md-search-result__item a',
+                                        'els => els.map(e => e.getAttribute("href"))')
         first = next(urlsplit(h) for h in hrefs if urlsplit(h).fragment)
-        if (Path(first.path).name, first.fragment) != (page, hid): wrong.append((name, f'{first.path}#{first.fragment}'))
+        if (Path(first.path).name, first.fragment) != (page, hid):
+            wrong.append((name, f'{first.path}#{first.fragment}'))
     pg.close()
     assert not wrong, wrong
 
@@ -494,12 +511,13 @@ def _entry(sym):
     with build_docs.faithful_signatures(), build_docs.site_entries(): return show_doc(sym)._repr_markdown_()
 
 def test_entries_as_docs_fast_ai():
-    "Signature without comments, the docments as a Type/Default/Details table, real signatures for NamedTuples and subclasses"
+    "Signatures without comments, docments as a Type/Default/Details table, real signatures for NamedTuples, subclasses"
     from fastai.callback.core import Callback
     md = _entry(_Base)
     assert '```python\nclass _Base(a:int=1, b:str|None=None)\n```' in md and '*A parent*' in md, md
     assert '| a | <code>int</code> | <code>1</code> | the a |' in md, md
-    assert '| b | <code>str&#124;<wbr>None</code> | <code>None</code> |  |' in md, md  # a `|` in a type does not split the cell
+    # a `|` in a type does not split the cell
+    assert '| b | <code>str&#124;<wbr>None</code> | <code>None</code> |  |' in md, md
     md = _entry(_Sub)
     assert 'class _Sub(a:int=1, b:str|None=None, *, c:float=0.5)' in md and '| c |' in md and '*args' not in md, md
     md = _entry(_Pair)
@@ -516,14 +534,16 @@ def test_links_by_symbol():
     nl = NbdevLookup()
     line = "fastai's `CutMix`, our `CutMix`, [`fixed_sprinkles`](sprinkles.html#fixed_sprinkles), `Learner`, `_private`"
     out = build_docs.link_line(nl, line)
-    assert out.startswith("fastai's [`CutMix`](https://docs.fast.ai/callback.mixup.html#cutmix), our [`CutMix`](https://"), out
+    assert out.startswith("fastai's [`CutMix`](https://docs.fast.ai/callback.mixup.html#cutmix), "
+                          "our [`CutMix`](https://"), out
     assert '[`fixed_sprinkles`](sprinkles.html#fixed_sprinkles)' in out and '[[' not in out, out
     assert '[`Learner`](https://docs.fast.ai/learner.html#learner)' in out and out.endswith('`_private`'), out
 
 def _page(entries):
     "A Page made of `show_doc` outputs for (name, signature) pairs"
     cells = [nbformat.v4.new_code_cell('show_doc(x)', outputs=[nbformat.v4.new_output(
-        'display_data', data={'text/markdown': f'---\n\n### {n}\n\n```python\n{sig}\n```\n\n*doc*'})]) for n, sig in entries]
+        'display_data', data={'text/markdown': f'---\n\n### {n}\n\n```python\n{sig}\n```\n\n*doc*'})])
+             for n, sig in entries]
     return build_docs.Page(Path('04_x.ipynb'), nbformat.v4.new_notebook(cells=cells), {})
 
 def test_anchors_by_symbol():

@@ -99,7 +99,8 @@ def events():
     "fastai's callback events, in the order a fit runs them (read from its source: no torch to import)"
     import importlib.util
     src = Path(importlib.util.find_spec('fastai.callback.core').origin).read_text()
-    if m := re.search(r"^_events = L\.split\('([^']*)'\)", src, re.MULTILINE): return tuple(m.group(1).replace('\\\n', ' ').split())
+    if m := re.search(r"^_events = L\.split\('([^']*)'\)", src, re.MULTILINE):
+        return tuple(m.group(1).replace('\\\n', ' ').split())
     from fastai.callback.core import _events
     return tuple(_events)
 
@@ -131,7 +132,8 @@ def class_params(cls, start=0):
     P = inspect.Parameter
     if start == 0 and issubclass(cls, tuple) and hasattr(cls, '_fields'):
         anns, docs = getattr(cls, '__annotations__', {}), _field_comments(cls)
-        return [(P(f, P.POSITIONAL_OR_KEYWORD, default=cls._field_defaults.get(f, P.empty), annotation=anns.get(f, P.empty)),
+        return [(P(f, P.POSITIONAL_OR_KEYWORD, default=cls._field_defaults.get(f, P.empty),
+                   annotation=anns.get(f, P.empty)),
                  docs.get(f)) for f in cls._fields]
     mro = cls.__mro__
     i = next((i for i in range(start, len(mro)) if '__init__' in mro[i].__dict__), None)
@@ -151,9 +153,11 @@ def class_params(cls, start=0):
     kw = [(p, d) for p, d in parent if p.kind == P.KEYWORD_ONLY]
     if not has_args: pos, kw = [], [(p.replace(kind=P.KEYWORD_ONLY), d) for p, d in pos] + kw
     if not has_kwargs: kw = []
-    rest = [(p, d) for p, d in parent if p.kind == (P.VAR_KEYWORD if has_kwargs else -1) or (has_args and p.kind == P.VAR_POSITIONAL)]
+    rest = [(p, d) for p, d in parent
+            if p.kind == (P.VAR_KEYWORD if has_kwargs else -1) or (has_args and p.kind == P.VAR_POSITIONAL)]
     by_kind = lambda k: [(p, d) for p, d in own if p.kind == k]
-    return (by_kind(P.POSITIONAL_ONLY) + by_kind(P.POSITIONAL_OR_KEYWORD) + pos + [o for o in rest if o[0].kind == P.VAR_POSITIONAL]
+    return (by_kind(P.POSITIONAL_ONLY) + by_kind(P.POSITIONAL_OR_KEYWORD) + pos
+            + [o for o in rest if o[0].kind == P.VAR_POSITIONAL]
             + by_kind(P.KEYWORD_ONLY) + kw + [o for o in rest if o[0].kind == P.VAR_KEYWORD])
 
 def entry_params(sym):
@@ -180,14 +184,17 @@ def signature_text(prefix, name, params, ret=None, width=88):
         if p.kind == P.KEYWORD_ONLY and not star: parts.append('*')
         star = star or p.kind in (P.KEYWORD_ONLY, P.VAR_POSITIONAL)
         parts.append(param_text(p))
-        if p.kind == P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1][0].kind != P.POSITIONAL_ONLY): parts.append('/')
+        if p.kind == P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1][0].kind != P.POSITIONAL_ONLY):
+            parts.append('/')
     tail = ')' + (f'->{anno_text(ret)}' if ret not in (None, P.empty) else '')
     line = f'{prefix} {name}(' + ', '.join(parts) + tail
-    return line if len(line) <= width or not parts else f'{prefix} {name}(\n' + ''.join(f'    {s},\n' for s in parts) + tail
+    if len(line) <= width or not parts: return line
+    return f'{prefix} {name}(\n' + ''.join(f'    {s},\n' for s in parts) + tail
 
 def _code(s):
     "Inline code for a Markdown table cell: HTML, so that a `|` in it is neither a cell boundary nor shown escaped"
-    return '<code>' + html.escape(s, quote=False).replace('|', '&#124;<wbr>') + '</code>'  # a long type breaks after a `|`
+    # a long type breaks after a `|`
+    return '<code>' + html.escape(s, quote=False).replace('|', '&#124;<wbr>') + '</code>'
 
 def _cell(s):
     "Text for a Markdown table cell: on one line, its `|` kept from splitting the cell"
@@ -221,7 +228,8 @@ def entry_markdown(r):
     prefix = 'class' if inspect.isclass(sym) else 'async def' if inspect.iscoroutinefunction(sym) else 'def'
     md = '---\n\n'
     if src := NbdevLookup().code(r.fn): md += f'[source]({src}){{target="_blank"}}\n\n'
-    md += f"{'#' * r.title_level} {r.nm}\n\n```python\n{signature_text(prefix, r.nm.split('.')[-1] if '.' in r.nm and prefix != 'class' else r.nm, params, ret[0])}\n```"
+    name = r.nm.split('.')[-1] if '.' in r.nm and prefix != 'class' else r.nm
+    md += f"{'#' * r.title_level} {r.nm}\n\n```python\n{signature_text(prefix, name, params, ret[0])}\n```"
     if doc := (docstring(sym) or '').strip():
         first, _, more = doc.partition('\n')
         md += f'\n\n*{first.strip()}*' + (f'\n\n{inspect.cleandoc(more)}' if more.strip() else '')
@@ -296,7 +304,8 @@ def processed(file_glob=''):
     cache, st = get_config(ROOT).config_path/'_proc', stamp()
     mark = cache/'.sprinkles-stamp'
     force = not mark.exists() or mark.read_text() != st  # the library changed: show_doc outputs are stale
-    with faithful_signatures(), site_entries(), site_links(): cache = proc_nbs(path=str(ROOT/'nbs'), n_workers=0, force=force, file_glob=file_glob)
+    with faithful_signatures(), site_entries(), site_links():
+        cache = proc_nbs(path=str(ROOT/'nbs'), n_workers=0, force=force, file_glob=file_glob)
     if not file_glob: mark.write_text(st)
     elif force and mark.exists(): mark.unlink()
     return cache
@@ -350,7 +359,8 @@ def modidx():
     "The library's symbol index (`_modidx.py`), read without importing the library"
     from nbdev.config import get_config
     tree = ast.parse((get_config(ROOT).lib_path/'_modidx.py').read_text())
-    d = next(n.value for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, 'id', '') == 'd' for t in n.targets))
+    d = next(n.value for n in tree.body
+             if isinstance(n, ast.Assign) and any(getattr(t, 'id', '') == 'd' for t in n.targets))
     return ast.literal_eval(d)['syms']
 
 @functools.cache
@@ -362,7 +372,8 @@ def method_docs(py):
             res.update({(node.name, f.name): ast.get_docstring(f) or '' for f in node.body
                         if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))})
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.args.args and \
-                any(re.match(r'patch\b', ast.unparse(d)) for d in node.decorator_list) and (a := node.args.args[0].annotation):
+                any(re.match(r'patch\b', ast.unparse(d)) for d in node.decorator_list) and \
+                (a := node.args.args[0].annotation):
             for cls in re.findall(r'\w+', ast.unparse(a)): res[(cls, node.name)] = ast.get_docstring(node) or ''
     return res
 
@@ -415,11 +426,13 @@ class Page:
         self.api_ids = set(self.ids)
 
     def heading(self, line, entry=None):
-        "A heading with an explicit id: pandoc's, as nbdev's links expect; an API entry's: its own, its kind, code names keep their underscores"
+        "A heading with an explicit id: pandoc's, as nbdev's links expect; an API entry's own, its kind, `_` kept"
         m = HEADING.match(line)
         if not m: return line
         hashes, text, explicit = m.groups()
-        if entry: return f"{hashes} {text.replace(chr(92) + '_', '_').replace('_', chr(92) + '_')} {{#{entry.id} data-kind={entry.role}}}"
+        if entry:
+            text = text.replace(chr(92) + '_', '_').replace('_', chr(92) + '_')
+            return f"{hashes} {text} {{#{entry.id} data-kind={entry.role}}}"
         hid = explicit[2:-1] if explicit else pandoc_id(text)
         base, k = hid, 0
         while hid in self.ids: k += 1; hid = f'{base}-{k}'
@@ -430,9 +443,11 @@ class Page:
         "Markdown from a cell or a Markdown output: headings with ids, Quarto link attributes as classes"
         chunks, done = [], False
         for is_code, txt in split_fences(md):
-            if is_code and entry: txt = re.sub(r'^(`{3,})python\s*$', r'\1 { .python .doc-signature }', txt, count=1, flags=re.MULTILINE)
+            if is_code and entry:
+                txt = re.sub(r'^(`{3,})python\s*$', r'\1 { .python .doc-signature }', txt, count=1, flags=re.MULTILINE)
             if not is_code:
-                txt = PANDOC_LINK.sub(lambda m: f'[{m.group(1)}]({m.group(2)})' + ('{ .doc-source }' if m.group(1) == 'source' else ''), txt)
+                txt = PANDOC_LINK.sub(lambda m: f'[{m.group(1)}]({m.group(2)})'
+                                      + ('{ .doc-source }' if m.group(1) == 'source' else ''), txt)
                 lines = []
                 for l in txt.split('\n'):
                     if l.startswith('#'):
@@ -448,7 +463,8 @@ class Page:
         if e.events:
             from nbdev.doclinks import NbdevLookup
             nl = NbdevLookup()
-            rows = [f'| <span id="{pandoc_id(f"{e.name}.{ev}")}" data-entry="{e.name}.{ev}"></span>`{ev}` | {_cell(link_line(nl, doc))} |'
+            rows = [f'| <span id="{pandoc_id(f"{e.name}.{ev}")}" data-entry="{e.name}.{ev}"></span>`{ev}` '
+                    f'| {_cell(link_line(nl, doc))} |'
                     for ev, doc in e.events]
             md += '\n\n' + '\n'.join(['| Callback event | What it does |', '|---|---|'] + rows)
         return f'<div class="doc-entry" markdown="1">\n\n{md}\n\n</div>'
@@ -474,16 +490,20 @@ class Page:
             for j, o in enumerate(c.outputs):
                 if o.output_type == 'stream':
                     txt = o.text.rstrip('\n')
-                    parts.append(fenced(txt, 'text', ' .nb-output' + wraps(txt) + (' .nb-stderr' if o.name == 'stderr' else '')))
+                    parts.append(fenced(txt, 'text',
+                                        ' .nb-output' + wraps(txt) + (' .nb-stderr' if o.name == 'stderr' else '')))
                     continue
                 d = o.get('data', {})
                 if (i, j) in self.folded: continue
                 if img := next((k for k in IMAGES if k in d), None):
                     nfig += 1; parts.append(self.image(d[img], IMAGES[img], nfig))
-                elif 'text/html' in d: parts.append(f'<div class="nb-output nb-html" markdown="0">\n{tidy_html(d["text/html"]).strip()}\n</div>')
+                elif 'text/html' in d:
+                    parts.append('<div class="nb-output nb-html" markdown="0">\n'
+                                 f'{tidy_html(d["text/html"]).strip()}\n</div>')
                 elif (i, j) in self.entries: parts.append(self.entry(self.entries[(i, j)]))
                 elif 'text/markdown' in d: parts.append(self.prose(d['text/markdown']))
-                elif 'text/plain' in d: parts.append(fenced(txt := d['text/plain'].rstrip('\n'), 'text', ' .nb-output' + wraps(txt)))
+                elif 'text/plain' in d:
+                    parts.append(fenced(txt := d['text/plain'].rstrip('\n'), 'text', ' .nb-output' + wraps(txt)))
         return '\n\n'.join(parts) + '\n'
 
 
@@ -536,7 +556,8 @@ def tidy_html(html):
             col = [g[j] for g in grid if len(g) > j]
             for td, s in zip(col, round_column([td.get_text() for td in col])):
                 if td.get_text() != s: td.string = s
-                if len(s) <= 24: td['class'] = ['nw']  # a number, an interval, a short label: on one line; longer text wraps
+                # a number, an interval, a short label: on one line; longer text wraps
+                if len(s) <= 24: td['class'] = ['nw']
         for th in head.find_all('th') if head else []:
             txt = th.get_text()
             if '_' in txt:
@@ -548,7 +569,7 @@ def tidy_html(html):
 
 
 def wraps(txt):
-    "' .nb-wrap' for printed text that reads as lines of words (it wraps at the column), '' for text laid out in columns"
+    "' .nb-wrap' for printed text that reads as lines of words (it wraps at the column), '' for text in columns"
     return '' if '\t' in txt or re.search(r'\S {2,}\S', txt) else ' .nb-wrap'
 
 
@@ -581,8 +602,8 @@ def link_rewriter(pages, doc_url):
         while frag and frag not in ids[f] and '.' in frag: frag = frag.rsplit('.', 1)[0]
         return m.group(1) + '.md' + (f'#{frag}' if frag else '')
     def rewrite(md):
-        return '\n'.join(txt if is_code else MD_LINK.sub(lambda m: f'{m.group(1)}[{m.group(2)}]({target(m.group(3), m.group(2))})', txt)
-                         for is_code, txt in split_fences(md))
+        link = lambda m: f'{m.group(1)}[{m.group(2)}]({target(m.group(3), m.group(2))})'
+        return '\n'.join(txt if is_code else MD_LINK.sub(link, txt) for is_code, txt in split_fences(md))
     return rewrite
 
 

@@ -41,6 +41,7 @@ def on_post_build(config):
     for doc in index['docs']:
         if e := entries.get(doc['location']):
             name, kind = e
-            doc['tags'] = [f'{name}\u2042{doc["location"].replace("#", ".").replace("-", "_")}']  # no other entry, and no text, has it
+            # no other entry, and no text, has it
+            doc['tags'] = [f'{name}\u2042{doc["location"].replace("#", ".").replace("-", "_")}']
             doc['boost'] = WEIGHT.get(kind, 1) / len(name)
     with open(path, 'w', encoding='utf-8') as f: json.dump(index, f, separators=(',', ':'), ensure_ascii=False)
