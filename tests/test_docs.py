@@ -561,6 +561,7 @@ def test_dataframes_tidied():
     df = pd.DataFrame(dict(config=['a', 'b'], diff=[2.75e-2, -1.110223e-16], p=[0.001609, 1.], n=[3, 4]))
     out = build_docs.tidy_html(df._repr_html_())
     assert '<style' not in out and '<th>0</th>' not in out and 'e-16' not in out and 'e-02' not in out, out
-    assert '<td>0.0275</td>' in out and '<td>0.0000</td>' in out and '<td>3</td>' in out, out
+    cells = re.findall(r'<td[^>]*>([^<]*)</td>', out)  # short cells may carry a no-wrap class
+    assert '0.0275' in cells and '0.0000' in cells and '3' in cells, out
     named = build_docs.tidy_html(df.set_index('config')._repr_html_())
     assert '<th>config</th>' in named and '<th>a</th>' in named, named  # a named index stays, its name in the header
