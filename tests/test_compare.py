@@ -60,7 +60,8 @@ def test_resume_skips_finished_runs(tmp_path):
     runs = sweep(path, BASE, t, seeds=(0, 1))  # nothing left to do
     assert len(t.calls) == 4 and len(runs) == 4
     runs = sweep(path, BASE, t, seeds=(0, 1, 2), epochs=(1, 2))  # a new seed and a new budget
-    assert [(s, e) for _, s, e in t.calls[4:]] == [(2, 1), (2, 1), (0, 2), (0, 2), (1, 2), (1, 2), (2, 2), (2, 2)]
+    # seed by seed, budget by budget within a seed: the missing runs of seeds 0 and 1 first, then all of seed 2
+    assert [(s, e) for _, s, e in t.calls[4:]] == [(0, 2), (0, 2), (1, 2), (1, 2), (2, 1), (2, 1), (2, 2), (2, 2)]
     assert len(load_runs(path)) == len(runs) == 12
     assert len({run_key(r) for r in runs}) == 12
 
