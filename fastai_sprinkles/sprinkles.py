@@ -37,7 +37,7 @@ def sprinkles_recipe() -> dict:
     return dict(p=SchedLin(0., 1.), n=(1, SchedLin(4, 24)), size=(0.03, SchedLin(0.06, 0.15)), steps=10)
 
 # %% ../nbs/03_sprinkles.ipynb #ab0c8022
-PCTS = tuple(i/10 for i in range(11))  # the fractions of training at which a schedule's values are checked
+PCTS = (0., 1., *(i/10 for i in range(1, 10)))  # where a schedule's values are checked: its ends, then every tenth
 
 def _moves(v) -> bool: return callable(v) or isinstance(v, (tuple, list)) and any(map(_moves, v))
 

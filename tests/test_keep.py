@@ -474,6 +474,6 @@ def test_keep_cutmix_tau_and_grid_are_checked_when_set():
     assert (kc.tau, kc.grid) == (.6, 32)  # the bad values were not kept
     learn = Learner(rand_dls(), bn_net(), loss_func=CrossEntropyLossFlat(), cbs=[SaliencyHook('lowres'), KeepCutMix()])
     # tau=1, the top quantile, would allow every position: plain CutMix, silently
-    with pytest.raises(ValueError, match=r'tau must be in \(0, 1\).*, got 1.0'):
+    with pytest.raises(ValueError, match=r'tau must be in \(0, 1\) \(a quantile level\), got 1.0'):
         quiet(learn, 'fit', 1, cbs=Annealer({'keep_cut_mix.tau': 1.}))
     assert learn.keep_cut_mix.tau == .6  # and the Annealer put it back
