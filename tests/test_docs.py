@@ -451,8 +451,9 @@ def test_search_finds_each_class_first(site, browser, rendered):
         pg.fill('input.md-search__input', name)
         pg.keyboard.press('End')  # search runs on a key, not on `fill`'s input event
         # the first waits for the index to load
+        # results for this query, not the last one's ("CutMixed" before "CutMix" would pass a prefix test)
         pg.wait_for_function('q => [...document.querySelectorAll("li.md-search-result__item a")]'
-                             '.some(a => a.href.includes("h=" + q))',
+                             '.some(a => new URL(a.href).searchParams.get("h") === q)',
                              arg=name.lower(), timeout=120_000 if k == 0 else 20_000)
         hrefs = pg.eval_on_selector_all('li.md-search-result__item a',
                                         'els => els.map(e => e.getAttribute("href"))')
