@@ -260,7 +260,7 @@ def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None)
     return fig
 
 def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clock:str=None):
-    "Validation accuracy of every run per epoch, against `x`: 'epoch' or 'time' (s, on `clock`); a panel per budget"
+    "Validation accuracy per epoch, mean over seeds with the band of their range, against `x`: 'epoch' or 'time'"
     if x not in ('epoch', 'time'): raise ValueError(f"x must be 'epoch' or 'time', got {x!r}")
     g, clock = _groups(runs, baseline), clock or run_clock(runs)
     budgets = sorted({e for e, _ in g})
@@ -269,14 +269,19 @@ def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clo
     col = _colors(configs)
     for ax, e in zip(axs[0], budgets):
         for c in configs:
-            for j, r in enumerate(g.get((e, c), [])):
-                xs = range(1, len(r['accs']) + 1) if x == 'epoch' else run_times(r, clock)
-                ax.plot(xs, r['accs'], '.-', color=col[c], alpha=.6, lw=1, ms=4, label=c if j == 0 else None)
+            rs = g.get((e, c), [])
+            n = min((len(r['accs']) for r in rs), default=0)  # an interrupted run may have fewer epochs
+            if not n: continue
+            accs = np.array([r['accs'][:n] for r in rs])
+            xs = (np.arange(1, n + 1) if x == 'epoch' else
+                  np.mean([run_times(r, clock)[:n] for r in rs], 0))  # time: each epoch at its mean time
+            ax.plot(xs, accs.mean(0), '.-', color=col[c], lw=1.5, ms=4, label=f"{c} ({len(rs)})")
+            if len(rs) > 1: ax.fill_between(xs, accs.min(0), accs.max(0), color=col[c], alpha=.15, lw=0)
         ax.set_xlabel('epoch' if x == 'epoch' else f'{CLOCKS[clock]} time (s)', fontsize=9); ax.tick_params(labelsize=9)
         if x == 'epoch': ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_title(f"{e} epoch(s)", fontsize=10)
-    axs[0][0].set_ylabel('valid accuracy', fontsize=9)
-    axs[0][-1].legend(fontsize=8, loc='center left', bbox_to_anchor=(1, .5))
+    axs[0][0].set_ylabel('valid accuracy: mean, range', fontsize=9)
+    axs[0][-1].legend(fontsize=8, loc='center left', bbox_to_anchor=(1, .5), title='config (runs)', title_fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -7,6 +7,7 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/augment.html.md"""
 # %% ../nbs/02b_augment.ipynb #e4b8d2f6
 from __future__ import annotations
 from collections import defaultdict
+from contextlib import contextmanager
 from functools import partial
 from typing import Callable
 import torch
@@ -128,11 +129,21 @@ def _changed(x0:Tensor, x1:Tensor) -> Tensor:
     "The fraction of each image's pixels that differ"
     return (x0 != x1).any(1).float().mean((1, 2)).as_subclass(Tensor)
 
+@contextmanager
+def _same_draws(seed:int|None):
+    "Torch's random streams (CPU and every GPU) set to `seed` inside, and as they were after; untouched when None"
+    if seed is None: yield; return
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed); yield
+
 @patch
 def show_augmented(self:Learner,
                    pcts:tuple=(0.3, 0.6, 0.9), # fractions of training, one row each
                    n:int=4, # images per row
                    figsize:tuple|None=None, # 1.8 inches an image when None
+                   # the same random draws in every row, so that rows differ by the schedule alone; None: the
+                   # global stream, continued from row to row
+                   seed:int|None=0,
                   ):
     "Draw a training batch as the learner's batch augmentations change it at the fractions `pcts` of training"
     xb, yb = (b := self.dls.train.one_batch())[:self.dls.n_inp], b[self.dls.n_inp:]
@@ -148,7 +159,8 @@ def show_augmented(self:Learner,
         for r, pct in enumerate(pcts):
             x = xb[0]
             for a in every: a.at_pct = pct
-            for a in augs: x = a.augment(x)
+            with _same_draws(seed):
+                for a in augs: x = a.augment(x)
             cov, imgs = _changed(xb[0], x).tolist(), self.dls.decode((x,))[0]
             lam = next((a.lam.tolist() for a in every if a.mixes_labels and a.lam is not None), None)
             for i, ax in enumerate(axs[r]):

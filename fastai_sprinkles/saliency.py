@@ -157,14 +157,20 @@ class EarlyHeadTrainer(Restoring):
                  lr:float=None, # learning rate of the head's Adam; None: the learner's current one
                 ):
         store_attr()
-        self.head, self.head_opt, self.head_loss, self.block, self._hook, self._act = None, None, None, None, None, None
+        self.head, self.head_opt, self.head_loss = None, None, None
+        self._block, self._hook, self._act = None, None, None
         self._prefix = ''  # before the names in messages: 'early_' when the arguments came to `SaliencyHook`
+
+    @property
+    def block(self) -> nn.Module|None:
+        "The module the head goes after, found at `before_fit` (kept as `_block`: fastai's XResNet has a `block` too)"
+        return self._block
 
     def before_fit(self):
         "Skip `lr_find` and `get_preds`; find the layer the head goes after"
         if lr_find_or_get_preds(self.learn): self.run = False; return
         self._cleanup()
-        self.block = first_block(unwrap_model(self.learn.model), self.layer, f'{self._prefix}layer')
+        self._block = first_block(unwrap_model(self.learn.model), self.layer, f'{self._prefix}layer')
 
     def before_batch(self):
         "Hook `block` for the coming forward pass"

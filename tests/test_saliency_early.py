@@ -44,6 +44,19 @@ def spy(seen, event='after_step'):
 
 # ---------------------------------------------------------------- (a) the hook alone
 
+def test_early_hook_on_an_xresnet_warns_nothing():
+    "fastai's XResNet has a `block` attribute: the trainer must not shadow it (fastai warns when a callback does)"
+    import warnings
+    from fastai.vision.models.xresnet import xresnet18
+    set_seed(0)
+    learn = Learner(rand_dls(), xresnet18(n_out=3, c_in=3), loss_func=CrossEntropyLossFlat(), cbs=SaliencyHook('early'))
+    assert hasattr(learn.model, 'block')
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        learn.fit(1, 1e-2)
+    assert not [str(o.message) for o in w if 'shadowing' in str(o.message)]
+
+
 def test_early_hook_alone_adds_its_own_trainer_for_the_fit_only():
     "SaliencyHook('early') alone trains a head with a trainer of its own, on the learner during the fit and only then"
     hook, seen = SaliencyHook('early', early_weight=.5, early_lr=2e-3), []
