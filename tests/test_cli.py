@@ -106,11 +106,13 @@ def test_compare_names_the_folder_of_bad_data(tmp_path):
     assert r.returncode != 0 and '--bs 64 is larger than the 18 training images' in r.stderr, r.stderr[-2000:]
 
 def test_compare_quick_profile_on_cifar10(tmp_path):
+    "The quick profile on CIFAR-10, made smaller still by the options that draw a fixed number of images"
     r = run([str(BIN/'sprinkles-compare'), '--data', 'cifar10', '--profile', 'quick', '--aug', 'progressive',
-             '--runs', '2', '--out', str(tmp_path/'c')], timeout=900)
+             '--runs', '2', '--per-class', '16', '--valid-n', '96', '--out', str(tmp_path/'c')], timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     runs = [json.loads(l) for l in (tmp_path/'c'/'runs.jsonl').read_text().splitlines()]
     assert {r['setup']['data'] for r in runs} == {'cifar10'} and {r['config'] for r in runs} == {'none', 'progressive'}
-    # about 2% of the 10,000 test images, the same for every run
-    assert len({r['n_valid'] for r in runs}) == 1 and 100 < runs[0]['n_valid'] < 300
+    # 16 images of each of the 10 classes, 96 of the 10,000 test images: the same for every run
+    assert {(r['n_train'], r['n_valid']) for r in runs} == {(160, 96)}
+    assert {(r['setup']['per_class'], r['setup']['valid_n']) for r in runs} == {(16, 96)}
     assert 'progressive vs none, 1 epoch(s)' in (tmp_path/'c'/'conclusions.txt').read_text()
