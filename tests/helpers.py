@@ -64,6 +64,7 @@ AUGMENTATIONS = {
 SEG_AUGMENTATIONS = {
     'sprinkles-ignore': lambda: [ProgressiveSprinkles(p=1., n=(1, 3), size=.25, mask_fill='ignore')],
     'cutmix':           lambda: [CutMix()],
-    'oneof':            lambda: [OneOf([CutMix(), ProgressiveSprinkles(p=1., n=2, size=.25, mask_fill=0)], ps=[.5, .5])],
+    'oneof':            lambda: [OneOf([CutMix(), ProgressiveSprinkles(p=1., n=2, size=.25, mask_fill=0)],
+                                       ps=[.5, .5])],
     'keep-cutout':      lambda: [SaliencyHook('lowres'), KeepCutout(size=.4, mask_fill=0)],
 }
