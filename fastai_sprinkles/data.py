@@ -6,9 +6,10 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #ef04c909
 from __future__ import annotations
-import os, random, socket, tarfile, tempfile, shutil
+import math, os, random, socket, tarfile, tempfile, shutil
 import numpy as np, torch
 from pathlib import Path
+from PIL import Image, ImageDraw
 from urllib.parse import urlparse
 from .checks import check_int
 from fastai.data.external import untar_data, URLs, fastai_cfg
@@ -17,10 +18,10 @@ from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, parent_labe
                                FuncSplitter, PILImage, L, image_extensions, verify_image)
 
 # %% auto #0
-__all__ = ['DATASETS', 'VALID_NAMES', 'IMAGENETTE_NAMES', 'CIFAR_STATS', 'data_root', 'is_complete', 'DataNotFoundError',
-           'extract_archive', 'host_answers', 'shared_dirs', 'find_data', 'imagenette', 'cifar10', 'DataFolderError',
-           'folder_items', 'select_items', 'readable', 'measure_stats', 'folder_dls', 'imagenette_label',
-           'imagenette_dls', 'cifar10_dls']
+__all__ = ['DATASETS', 'VALID_NAMES', 'IMAGENETTE_NAMES', 'CIFAR_STATS', 'SHAPE_CODES', 'data_root', 'is_complete',
+           'DataNotFoundError', 'extract_archive', 'host_answers', 'shared_dirs', 'find_data', 'imagenette', 'cifar10',
+           'DataFolderError', 'folder_items', 'select_items', 'readable', 'measure_stats', 'folder_dls',
+           'imagenette_label', 'imagenette_dls', 'cifar10_dls', 'draw_shapes', 'make_shapes_segmentation']
 
 # %% ../nbs/00_data.ipynb #aa6c6a78
 DATASETS = {
@@ -316,3 +317,63 @@ def cifar10_dls(bs:int=128, sample:float=1., seed:int=0, path:Path=None, **kwarg
     "CIFAR-10 `DataLoaders` at 32 px with flips and CIFAR normalisation"
     return folder_dls(path or cifar10(verbose=False), None, bs, sample=sample, seed=seed,
                       **{'stats': CIFAR_STATS, **kwargs})
+
+# %% ../nbs/00_data.ipynb #7a8cdd29
+SHAPE_CODES = ('background', 'disc', 'square', 'triangle')
+
+def _shape_polygon(kind:str, cx:float, cy:float, r:float, angle:float) -> list:
+    "The corners of a square or triangle of circumradius `r` centred on `(cx, cy)`, turned by `angle` radians"
+    k = {'square': 4, 'triangle': 3}[kind]
+    return [(cx + r*math.cos(angle + 2*math.pi*i/k), cy + r*math.sin(angle + 2*math.pi*i/k)) for i in range(k)]
+
+def draw_shapes(img:Image.Image, # an RGB photo; a copy is drawn on
+                rng:random.Random, # the random stream of places, sizes, angles and colours
+                n_shapes:tuple=(1, 3), # fewest and most shapes per image
+                scale:tuple=(0.12, 0.3), # smallest and largest radius, as a fraction of the image side
+               ) -> tuple:
+    "`(image, mask)`: `img` with filled shapes drawn on it, and the mask of their classes (indices of `SHAPE_CODES`)"
+    img = img.copy()
+    mask = Image.new('L', img.size, 0)
+    di, dm, side = ImageDraw.Draw(img), ImageDraw.Draw(mask), min(img.size)
+    for _ in range(rng.randint(*n_shapes)):
+        c = rng.randrange(1, len(SHAPE_CODES))
+        r = side*rng.uniform(*scale)
+        cx, cy = rng.uniform(r, img.size[0] - r), rng.uniform(r, img.size[1] - r)
+        colour, angle = tuple(rng.randrange(256) for _ in range(3)), rng.uniform(0, 2*math.pi)
+        for d, fill in ((di, colour), (dm, c)):  # the same shape, in the same order, on image and mask
+            if SHAPE_CODES[c] == 'disc': d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+            else: d.polygon(_shape_polygon(SHAPE_CODES[c], cx, cy, r, angle), fill=fill)
+    return img, mask
+
+
+# %% ../nbs/00_data.ipynb #1af2470b
+def make_shapes_segmentation(dest:Path=None, # an empty or new folder; None: a new temporary folder
+                             n:int=40, # images made
+                             size:int=64, # side of the square images, in pixels
+                             seed:int=0, # seed of the photos chosen and of the shapes drawn
+                             valid_pct:float=0.2, # fraction of the images listed in `valid.txt`
+                             photos:list=None, # image files to draw on; None: Imagenette's training images
+                             **kwargs, # passed to `draw_shapes`: `n_shapes`, `scale`
+                            ) -> Path:
+    "Make a small synthetic segmentation set (shapes on photos) in CamVid's layout; return its folder"
+    check_int(n, 'n', least=2); check_int(size, 'size', least=8)
+    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+    dest = Path(tempfile.mkdtemp(prefix='shapes-')) if dest is None else Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty: make_shapes_segmentation writes into a new or empty folder")
+    if photos is None: photos = sorted(get_image_files(imagenette(verbose=False)/'train'))
+    if len(photos) < n: raise ValueError(f"n={n}, but only {len(photos)} photos were given")
+    rng = random.Random(seed)
+    chosen = [photos[i] for i in sorted(rng.sample(range(len(photos)), n))]
+    (dest/'images').mkdir(parents=True); (dest/'labels').mkdir()
+    names = []
+    for i, f in enumerate(chosen):
+        photo = Image.open(f).convert('RGB').resize((size, size), Image.BILINEAR)
+        img, mask = draw_shapes(photo, rng, **kwargs)
+        names.append(name := f'shapes_{i:04d}.png')
+        img.save(dest/'images'/name); mask.save(dest/'labels'/name)
+    (dest/'codes.txt').write_text('\n'.join(SHAPE_CODES) + '\n')
+    valid = sorted(rng.sample(names, max(1, round(n*valid_pct))))
+    (dest/'valid.txt').write_text('\n'.join(valid) + '\n')
+    return dest
+

@@ -208,3 +208,47 @@ def test_measured_stats(tmp_path):
     norm = [t for t in dls.train.after_batch.fs if type(t).__name__ == 'Normalize'][0]
     assert norm.mean.flatten().tolist() != pytest.approx([0.485, 0.456, 0.406], abs=0.01)
     with pytest.raises(ValueError, match="stats must be"): d.folder_dls(root, size=8, valid_pct=0.2, stats='cifar')
+
+# ---------------------------------------------------------------- the synthetic segmentation set
+
+def photos(root:Path, n=6):
+    "A few plain photos of odd sizes and modes to draw shapes on"
+    root.mkdir(parents=True)
+    for i in range(n): Image.new('RGB' if i % 2 else 'L', (40 + 7*i, 30 + 5*i), 40*i).save(root/f'p{i}.jpg')
+    return sorted(root.iterdir())
+
+def test_shapes_segmentation_layout_masks_and_seed(tmp_path):
+    import numpy as np
+    ps = photos(tmp_path/'photos')
+    a = d.make_shapes_segmentation(tmp_path/'a', n=5, size=24, seed=3, photos=ps)
+    b = d.make_shapes_segmentation(tmp_path/'b', n=5, size=24, seed=3, photos=ps)
+    c = d.make_shapes_segmentation(tmp_path/'c', n=5, size=24, seed=4, photos=ps)
+    names = sorted(o.name for o in (a/'images').iterdir())
+    assert names == sorted(o.name for o in (a/'labels').iterdir()) and len(names) == 5
+    assert (a/'codes.txt').read_text().split() == list(d.SHAPE_CODES)
+    assert (a/'valid.txt').read_text().split() and set((a/'valid.txt').read_text().split()) <= set(names)
+    masks = [np.asarray(Image.open(a/'labels'/o)) for o in names]
+    assert all(m.shape == (24, 24) and m.max() < len(d.SHAPE_CODES) for m in masks)
+    assert all((m > 0).any() for m in masks)  # every image has at least one shape
+    assert Image.open(a/'images'/names[0]).size == (24, 24) and Image.open(a/'images'/names[0]).mode == 'RGB'
+    same = [(a/s/o).read_bytes() == (b/s/o).read_bytes() for s in ('images', 'labels') for o in names]
+    assert all(same) and (a/'valid.txt').read_text() == (b/'valid.txt').read_text()
+    assert any((a/'labels'/o).read_bytes() != (c/'labels'/o).read_bytes() for o in names)
+
+def test_shapes_are_drawn_where_the_mask_says():
+    import random, numpy as np
+    photo = Image.new('RGB', (48, 48), (0, 0, 0))
+    img, mask = d.draw_shapes(photo, random.Random(0), n_shapes=(3, 3))
+    x, m = np.asarray(img), np.asarray(mask)
+    assert (x[m == 0] == 0).all()  # outside the shapes the photo is untouched
+    assert set(np.unique(m)) - {0}  # some shape was drawn
+    assert np.asarray(photo).max() == 0  # the photo given is not changed
+
+def test_shapes_segmentation_bad_arguments(tmp_path):
+    ps = photos(tmp_path/'photos', n=3)
+    (tmp_path/'full').mkdir(); (tmp_path/'full'/'x').write_text('x')
+    with pytest.raises(FileExistsError, match='not empty'): d.make_shapes_segmentation(tmp_path/'full', n=2, photos=ps)
+    with pytest.raises(ValueError, match='only 3 photos'): d.make_shapes_segmentation(tmp_path/'n', n=4, photos=ps)
+    with pytest.raises(ValueError, match='valid_pct'):
+        d.make_shapes_segmentation(tmp_path/'v', n=2, valid_pct=1, photos=ps)
+    with pytest.raises(ValueError, match='size'): d.make_shapes_segmentation(tmp_path/'s', n=2, size=2, photos=ps)
