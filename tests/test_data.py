@@ -252,3 +252,77 @@ def test_shapes_segmentation_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match='valid_pct'):
         d.make_shapes_segmentation(tmp_path/'v', n=2, valid_pct=1, photos=ps)
     with pytest.raises(ValueError, match='size'): d.make_shapes_segmentation(tmp_path/'s', n=2, size=2, photos=ps)
+
+# ---------------------------------------------------------------- segmentation folders
+
+def make_seg(root:Path, n=6, size=(16, 12), codes=('background', 'a', 'b'), mask_suffix='', images='images',
+             labels='labels', valid=None):
+    "A segmentation folder: image i has a mask whose values are 0 and i % 3"
+    import numpy as np
+    (root/images).mkdir(parents=True); (root/labels).mkdir()
+    for i in range(n):
+        Image.new('RGB', size, (20*i, 0, 0)).save(root/images/f'im{i}.jpg')
+        m = np.zeros(size[::-1], np.uint8); m[:size[1]//2] = i % 3
+        Image.fromarray(m).save(root/labels/f'im{i}{mask_suffix}.png')
+    if codes is not None: (root/'codes.txt').write_text('\n'.join(codes) + '\n')
+    if valid is not None: (root/'valid.txt').write_text('\n'.join(valid) + '\n')
+    return root
+
+def test_seg_folder_is_read_and_split(tmp_path):
+    root = make_seg(tmp_path/'s', valid=['im1.jpg', 'im4.jpg'])
+    assert d.is_seg_folder(root) and not d.is_seg_folder(make_folder(tmp_path/'cls'))
+    files, valid, masks, codes = d.seg_items(root)
+    assert [f.name for f in files] == [f'im{i}.jpg' for i in range(6)] and codes == ['background', 'a', 'b']
+    assert sorted(f.name for f in valid) == ['im1.jpg', 'im4.jpg']
+    assert all(masks[f].stem == f.stem for f in files)
+    (root/'valid.txt').unlink()
+    v1, v2 = d.seg_items(root)[1], d.seg_items(root)[1]
+    assert v1 == v2 and len(v1) == 1 and len(d.seg_items(root, valid_pct=.5)[1]) == 3
+
+def test_seg_conventions_camvid_suffix_palette_subfolders_and_codes_from_values(tmp_path):
+    import numpy as np
+    root = make_seg(tmp_path/'s', codes=None, mask_suffix='_P', images='img', labels='masks')
+    (root/'img'/'sub').mkdir(); (root/'masks'/'sub').mkdir()
+    Image.new('RGB', (16, 12)).save(root/'img'/'sub'/'x.png')
+    pal = Image.fromarray(np.full((12, 16), 4, np.uint8)).convert('P')  # palette index 4, not the colour's grey
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 200, 200, 200] + [0]*(256*3 - 15))
+    pal.save(root/'masks'/'sub'/'x_P.png')
+    files, valid, masks, codes = d.seg_items(root)
+    assert codes == ['0', '1', '2', '3', '4'] and masks[root/'img'/'sub'/'x.png'].name == 'x_P.png'
+    assert np.asarray(d.read_mask(root/'masks'/'sub'/'x_P.png')).max() == 4
+    dls = d.seg_dls(root, size=8, bs=2, num_workers=0)
+    x, y = dls.one_batch()
+    assert x.shape == (2, 3, 8, 8) and y.shape == (2, 8, 8) and type(y).__name__ == 'TensorMask'
+
+@pytest.mark.parametrize('case,match', [
+    ('missing masks', r"no mask for 2 of the 6 images of .*: im0.jpg, im3.jpg"),
+    ('sizes differ', r"1 image\(s\) differ in size from their masks: im2.jpg 16x12 \(mask 10x10\)"),
+    ('codes too few', r"codes.txt names 2 classes \(mask values 0-1\), but 2 mask\(s\) have larger values: "
+                      r"im2.png \(max 2\), im5.png \(max 2\)"),
+    ('empty', 'holds no image files'), ('no images folder', 'no images folder'), ('no labels folder', 'no labels'),
+    ('rgb mask', 'is a RGB image: a mask holds one class index per pixel'),
+    ('unknown valid', r"valid.txt names 1 image\(s\) not in .*: nope.jpg"),
+    ('all valid', 'both training and validation need some'),
+    ('one class', 'segmentation needs two classes at least'), ('empty codes', 'codes.txt is empty'),
+    ('valid_pct and valid.txt', 'valid_pct is only for a folder without one'),
+    ('two masks', 'has several masks')])
+def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
+    import numpy as np
+    root = make_seg(tmp_path/'s')
+    kw = {}
+    if case == 'missing masks': (root/'labels'/'im0.png').unlink(); (root/'labels'/'im3.png').unlink()
+    elif case == 'sizes differ': Image.new('L', (10, 10)).save(root/'labels'/'im2.png')
+    elif case == 'codes too few': (root/'codes.txt').write_text('background\nshape\n')
+    elif case == 'empty': shutil.rmtree(root/'images'); (root/'images').mkdir()
+    elif case == 'no images folder': shutil.rmtree(root/'images')
+    elif case == 'no labels folder': shutil.rmtree(root/'labels'); root = root/'images'
+    elif case == 'rgb mask': Image.new('RGB', (16, 12)).save(root/'labels'/'im1.png')
+    elif case == 'unknown valid': (root/'valid.txt').write_text('im1.jpg\nnope.jpg\n')
+    elif case == 'all valid': (root/'valid.txt').write_text('\n'.join(f'im{i}.jpg' for i in range(6)))
+    elif case == 'one class':
+        (root/'codes.txt').unlink()
+        for i in range(6): Image.fromarray(np.zeros((12, 16), np.uint8)).save(root/'labels'/f'im{i}.png')
+    elif case == 'empty codes': (root/'codes.txt').write_text('\n')
+    elif case == 'valid_pct and valid.txt': (root/'valid.txt').write_text('im1.jpg\n'); kw = dict(valid_pct=.3)
+    elif case == 'two masks': Image.new('L', (16, 12)).save(root/'labels'/'im1.bmp')
+    with pytest.raises(d.DataFolderError, match=match): d.seg_items(root, **kw)
