@@ -204,6 +204,12 @@ def _changed(x0:Tensor, x1:Tensor) -> Tensor:
     "The fraction of each image's pixels that differ"
     return (x0 != x1).any(1).float().mean((1, 2)).as_subclass(Tensor)
 
+def _n_classes(dls, y:Tensor) -> int:
+    "How many classes masks like `y` have: the codes of a `MaskBlock`, `dls.c`, a map's `K`, or `y`'s largest + 1"
+    for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []):
+        if getattr(t, 'codes', None) is not None: return len(t.codes)
+    return getattr(dls, 'c', None) or (y.shape[1] if y.ndim == 4 else int(y.max()) + 1)
+
 def _show_mask(y:Tensor, ax, n_classes:int|None=None):
     "Draw a mask (H, W) of class indices, or a float map (K, H, W) as its argmax, over `ax` as `show_batch` does"
     y = y.detach().float().cpu()
@@ -226,6 +232,7 @@ def show_augmented(self:Learner,
     maps = [c for c in self.cbs.sorted('order') if getattr(c, 'makes_saliency', False)]  # saliency hooks
     saved = [(a, a.at_pct, getattr(a, '_hist', None)) for a in every]
     dense = dense_targets(yb, xb[0])
+    n_cls = _n_classes(self.dls, yb[dense[0]]) if dense else None
     fig, axs = plt.subplots(len(pcts), n, figsize=figsize or (1.8*n, 1.9*len(pcts)), squeeze=False)
     try:
         self.xb, self.yb = xb, yb
@@ -240,7 +247,7 @@ def show_augmented(self:Learner,
             for i, ax in enumerate(axs[r]):
                 show_image(imgs[i], ax=ax)
                 if maps: ax.imshow(maps[0].sal[i].cpu(), cmap='magma', alpha=0.3)
-                if dense: _show_mask(ys[dense[0]][i], ax, getattr(self.dls, 'c', None))
+                if dense: _show_mask(ys[dense[0]][i], ax, n_cls)
                 ax.set_title(f"{pct:.0%}: {cov[i]:.0%}" + (f", λ={lam[i]:.2f}" if lam is not None else ''), fontsize=8)
     finally:
         for a, at, h in saved:
