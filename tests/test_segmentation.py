@@ -262,6 +262,24 @@ def test_saliency_of_a_segmentation_model_is_where_its_loss_depends(lowres):
     g, = torch.autograd.grad(-F.cross_entropy(net(xg), y.as_subclass(torch.Tensor), reduction='sum'), xg)
     if not lowres: assert torch.allclose(s, g.abs().amax(1), atol=1e-6)
 
+class LeftQuarter(LeftHalf):
+    "Per-pixel scores that depend on the left quarter of the image only"
+    def forward(self, x):
+        keep = (torch.arange(x.shape[-1], device=x.device) < x.shape[-1]//4).to(x.dtype)
+        return self.conv(x*keep)
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_keep_cutout_avoids_what_the_segmentation_depends_on(seed):
+    """On a model whose masks depend on the left quarter of the images only, most squares score 0: the squares
+    `KeepCutout` cuts (below the median score) all leave that quarter alone, and so do the masks painted under them"""
+    set_seed(seed)
+    x, y = seg_data(B=8, H=16, W=32, seed=seed)
+    b, a = one_batch([SaliencyHook('full'), KeepCutout(size=.25, tau=.5, mask_fill=0)], x, (y,), model=LeftQuarter())
+    holes = (a['x'] != b['x']).any(1)
+    assert bool(holes.any(-1).any(-1).all())  # every image got its square
+    assert not bool(holes[..., :8].any())  # none in the left quarter
+    assert torch.equal(a['yb'][0], torch.where(holes, 0, b['yb'][0]))
+
 def test_mask_loglik_leaves_out_labels_that_are_no_class():
     out, y = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
     y2 = y.clone(); y2[:, 0] = IGNORE
