@@ -19,7 +19,7 @@ from fastai.learner import Learner
 from fastai.vision.core import show_image
 from fastai.data.transforms import Normalize
 from .checks import check_x, check_stats, check_prob, check_fraction, check_size, check_fill
-from .checks import check_opacity, as_range, dense_targets, check_mask_fill_for
+from .checks import check_opacity, as_range, dense_targets, check_mask_fill_for, check_mask_fill
 from .fills import _paint
 
 # %% auto #0
@@ -261,12 +261,15 @@ class GridMask(BatchAugment):
     "Hide a grid of squares: a period drawn per image, squares `ratio` of it, the grid at a random offset"
     p, ratio, period = checked(check_prob), checked(partial(check_fraction, of='the period')), checked(check_size)
     fill, opacity, anneal = checked(check_fill), checked(check_opacity), ('p', 'ratio', 'period', 'opacity')
+    mask_fill = checked(check_mask_fill)
     def __init__(self,
                  p:float=1., # chance that an image gets the grid
                  ratio:float=0.5, # side of the squares as a fraction of the period, in (0, 1]
                  period:float|tuple=(0.2, 0.4), # period as a fraction of the shorter side: a number or a (lo, hi) range
                  fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise', or a pixel colour
                  opacity:float=1., # weight of the fill over the image, in (0, 1]
+                 # under the squares in masks: None (unchanged), a class index, or 'ignore' (the loss's ignore_index)
+                 mask_fill:int|str|None=None,
                 ): store_attr()
 
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:

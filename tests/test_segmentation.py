@@ -14,8 +14,8 @@ from fastai.torch_core import TensorMask
 from fastai.vision.all import SegmentationDataLoaders, unet_learner, resnet18
 import fastai_sprinkles.boxes as boxes
 from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, KeepCutout, KeepCutMix,
-                                  SelectivePaste, EarlyHeadTrainer, box_mask, saliency, lowres_saliency, mask_loglik,
-                                  edit_target, Edit)
+                                  SelectivePaste, EarlyHeadTrainer, GridMask, box_mask, saliency, lowres_saliency,
+                                  mask_loglik, edit_target, Edit)
 from helpers import quiet, SEG_AUGMENTATIONS
 from test_no_sync import NoSync
 from test_precision import CpuAutocast
@@ -96,13 +96,14 @@ def test_cutmix_pastes_the_same_boxes_into_the_masks(monkeypatch, device_path, s
 
 @PATHS
 @PROP
-@given(seed=SEEDS, fill=st.sampled_from([0, 2, 'ignore']), keep=st.booleans())
-def test_mask_fill_paints_exactly_the_holes(monkeypatch, device_path, seed, fill, keep):
+@given(seed=SEEDS, fill=st.sampled_from([0, 2, 'ignore']), aug=st.sampled_from(['sprinkles', 'keep', 'grid']))
+def test_mask_fill_paints_exactly_the_holes(monkeypatch, device_path, seed, fill, aug):
     "Black holes on images never black: the pixels that changed are the holes, and exactly they get `mask_fill`"
     set_seed(seed)
     x, y = seg_data(seed=seed)
-    cbs = ([SaliencyHook('lowres'), KeepCutout(size=.4, mask_fill=fill)] if keep else
-           [ProgressiveSprinkles(p=1., n=(1, 4), size=(.1, .4), mask_fill=fill)])
+    cbs = dict(sprinkles=lambda: [ProgressiveSprinkles(p=1., n=(1, 4), size=(.1, .4), mask_fill=fill)],
+               keep=lambda: [SaliencyHook('lowres'), KeepCutout(size=.4, mask_fill=fill)],
+               grid=lambda: [GridMask(period=.5, mask_fill=fill)])[aug]()
     b, a = one_batch(cbs, x, (y,), device_path, monkeypatch=monkeypatch)
     holes = (a['x'] != b['x']).any(1)
     assert bool(holes.any())
