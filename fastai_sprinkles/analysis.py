@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from scipy import stats, optimize
-from .compare import write_atomic
+from .compare import write_atomic, run_metric, scored, METRICS
 
 # %% auto #0
 __all__ = ['CLOCKS', 'mean_ci', 'welch_p', 'paired_t', 'signed_rank_p', 'holm', 'detectable', 'run_clock', 'run_times',
-           'summarize', 'format_table', 'conclusions', 'acc_at_time', 'equal_time', 'plot_accuracy', 'plot_curves',
-           'save_report']
+           'metric_label', 'summarize', 'format_table', 'conclusions', 'acc_at_time', 'equal_time', 'plot_accuracy',
+           'plot_curves', 'save_report']
 
 # %% ../nbs/07b_analysis.ipynb #9092a98c
 def mean_ci(xs, # samples
@@ -122,6 +122,15 @@ def _compare(vals, base, d, conf, alpha):
                 detectable=detectable(float(np.std(d, ddof=1)), len(d), alpha) if paired else math.nan,
                 test='paired t' if paired else 'Welch', p=p_t if paired else welch_p(vals, base))
 
+def _with_metric(df:pd.DataFrame, metric:str) -> pd.DataFrame:
+    "`df` with a `metric` column naming what `acc_*` hold, when it is not accuracy (classification tables as before)"
+    if metric != 'accuracy': df['metric'] = metric
+    return df
+
+def metric_label(df:pd.DataFrame) -> str:
+    "What a table's `acc_*` columns measure, in words: 'accuracy' or 'Dice'"
+    return METRICS[df['metric'].iloc[0] if 'metric' in df and len(df) else 'accuracy']['label']
+
 def _holm_by_budget(df:pd.DataFrame, baseline:str) -> pd.DataFrame:
     df['p_holm'] = math.nan
     for e, sub in df[df.config != baseline].groupby('epochs'): df.loc[sub.index, 'p_holm'] = holm(sub.p.values)
@@ -136,6 +145,7 @@ def summarize(runs:list, # runs, as `run_sweep` returns or `load_runs` reads the
               clock:str=None, # 'cpu' or 'wall' time for the costs; None: `run_clock`
              ) -> pd.DataFrame:
     "A row per budget and configuration: accuracy, its interval, paired and unpaired tests vs `baseline`, Holm, costs"
+    metric, runs = run_metric(runs), [scored(r) for r in runs]
     g, rows, clock = _groups(runs, baseline), [], clock or run_clock(runs)
     for (e, c), rs in g.items():
         base_rs = g.get((e, baseline), [])
@@ -151,7 +161,7 @@ def summarize(runs:list, # runs, as `run_sweep` returns or `load_runs` reads the
                          epoch_s=np.mean([r['epoch_s'] for r in rs]),
                          imgs_per_s=np.mean([r['imgs_per_s'] for r in rs]),
                          aug_frac=np.mean([r['aug_frac'] for r in rs])))
-    return _holm_by_budget(pd.DataFrame(rows), baseline)
+    return _with_metric(_holm_by_budget(pd.DataFrame(rows), baseline), metric)
 
 # %% ../nbs/07b_analysis.ipynb #e69b53ae
 def _signed_pct(d:float) -> str: return f"{0. if abs(d) < 5e-5 else d:+.2%}"  # no '-0.00%'
@@ -159,11 +169,11 @@ def _signed_pct(d:float) -> str: return f"{0. if abs(d) < 5e-5 else d:+.2%}"  # 
 CLOCKS = {'cpu': 'process CPU', 'wall': 'wall'}
 
 def format_table(df:pd.DataFrame) -> pd.DataFrame:
-    "`summarize`'s table as short strings: accuracy, the paired difference with its interval, the p-values, the cost"
+    "`summarize`'s table as short strings: the metric, the paired difference with its interval, the p-values, the cost"
     f = lambda v, fmt: '–' if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
     d = lambda v: '–' if math.isnan(v) else _signed_pct(v)
     return pd.DataFrame({'config': df.config, 'epochs': df.epochs, 'runs': df.runs,
-        'accuracy (mean ± std)': [f"{f(m, '.2%')} ± {f(s, '.2%')}" for m, s in zip(df.acc_mean, df.acc_std)],
+        f'{metric_label(df)} (mean ± std)': [f"{f(m, '.2%')} ± {f(s, '.2%')}" for m, s in zip(df.acc_mean, df.acc_std)],
         'Δ vs baseline': [d(v) for v in df['diff']],
         'Δ 95% CI (paired)': ['–' if math.isnan(lo) else f"{d(lo)} – {d(hi)}"
                               for lo, hi in zip(df.diff_lo, df.diff_hi)],
@@ -181,6 +191,7 @@ def conclusions(df:pd.DataFrame, # a table from `summarize` (or `equal_time`)
                ) -> list:
     "One sentence per configuration: its difference from `baseline`, the test, the p-values and the runs behind it"
     out, eq = [], 'base_time_s' in df  # an `equal_time` table: its tested runs are those with a value
+    label = metric_label(df)
     for r in df.itertuples():
         if r.config == baseline: continue
         n = r.runs_with_value if eq else r.runs
@@ -195,7 +206,7 @@ def conclusions(df:pd.DataFrame, # a table from `summarize` (or `equal_time`)
         else:
             how = (f"Welch p = {r.p:.3g}, Holm-adjusted over {r.comparisons} comparison(s) p = {r.p_holm:.3g}, "
                    f"{n} and {r.base_runs} runs")
-        head = f"{what}: {_signed_pct(r.diff)} accuracy ({how})"
+        head = f"{what}: {_signed_pct(r.diff)} {label} ({how})"
         if r.p_holm < alpha: out.append(f"{head}: {'better' if r.diff > 0 else 'worse'} at the {alpha:g} level")
         else:
             miss = ('' if math.isnan(r.detectable) else
@@ -219,6 +230,7 @@ def equal_time(runs:list, # runs, as `run_sweep` returns or `load_runs` reads th
                clock:str=None, # 'cpu' or 'wall'; None: `run_clock`
               ) -> pd.DataFrame:
     "Per budget and configuration: the accuracy at the baseline's time, tested against the baseline's final accuracy"
+    metric, runs = run_metric(runs), [scored(r) for r in runs]
     g, rows, clock = _groups(runs, baseline), [], clock or run_clock(runs)
     for (e, c), rs in g.items():
         base_rs = g.get((e, baseline))
@@ -231,13 +243,14 @@ def equal_time(runs:list, # runs, as `run_sweep` returns or `load_runs` reads th
         rows.append(dict(config=c, epochs=e, runs=len(rs), base_runs=len(base_rs), runs_with_value=len(ok), clock=clock,
                          base_time_s=T, time_ratio=float(np.mean([run_times(r, clock)[-1] for r in rs]))/T,
                          base_acc_mean=float(np.mean(base)), **st))
-    return _holm_by_budget(pd.DataFrame(rows), baseline) if rows else pd.DataFrame(rows)
+    return _with_metric(_holm_by_budget(pd.DataFrame(rows), baseline), metric) if rows else pd.DataFrame(rows)
 
 # %% ../nbs/07b_analysis.ipynb #de0d188e
 def _colors(configs): return {c: f"C{i % 10}" for i, c in enumerate(configs)}
 
 def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None):
-    "Final accuracy of every run as a dot, with the mean and its confidence interval, one panel per budget"
+    "Final accuracy (or Dice) of every run as a dot, with the mean and its confidence interval, one panel per budget"
+    label, runs = METRICS[run_metric(runs)]['label'], [scored(r) for r in runs]
     g = _groups(runs, baseline)
     budgets = sorted({e for e, _ in g})
     configs = list(dict.fromkeys(c for _, c in g))
@@ -255,13 +268,14 @@ def plot_accuracy(runs:list, baseline:str='none', conf:float=0.95, figsize=None)
                         fmt='_', color='k', ms=10, capsize=2)
         ax.set_xticks(range(len(configs))); ax.set_xticklabels(configs, rotation=30, ha='right', fontsize=9)
         ax.set_title(f"{e} epoch(s)", fontsize=10); ax.tick_params(labelsize=9)
-    axs[0][0].set_ylabel('final accuracy', fontsize=9)
+    axs[0][0].set_ylabel(f'final {label}', fontsize=9)
     fig.tight_layout()
     return fig
 
 def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clock:str=None):
     "Validation accuracy per epoch, mean over seeds with the band of their range, against `x`: 'epoch' or 'time'"
     if x not in ('epoch', 'time'): raise ValueError(f"x must be 'epoch' or 'time', got {x!r}")
+    label, runs = METRICS[run_metric(runs)]['label'], [scored(r) for r in runs]
     g, clock = _groups(runs, baseline), clock or run_clock(runs)
     budgets = sorted({e for e, _ in g})
     configs = list(dict.fromkeys(c for _, c in g))
@@ -280,17 +294,17 @@ def plot_curves(runs:list, x:str='epoch', baseline:str='none', figsize=None, clo
         ax.set_xlabel('epoch' if x == 'epoch' else f'{CLOCKS[clock]} time (s)', fontsize=9); ax.tick_params(labelsize=9)
         if x == 'epoch': ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_title(f"{e} epoch(s)", fontsize=10)
-    axs[0][0].set_ylabel('valid accuracy: mean, range', fontsize=9)
+    axs[0][0].set_ylabel(f'valid {label}: mean, range', fontsize=9)
     axs[0][-1].legend(fontsize=8, loc='center left', bbox_to_anchor=(1, .5), title='config (runs)', title_fontsize=8)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/07b_analysis.ipynb #ae4f3a58
 def save_report(runs:list, out:Path, baseline:str='none') -> dict:
-    "Save the table, equal-time table, conclusions and figures of `runs` into folder `out`; return the paths"
+    "Save the table, equal-time table, conclusions and figures (`accuracy.png` or `dice.png`, `curves.png`) of `runs`"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     paths = {k: out/f for k, f in dict(table='table.csv', equal_time='equal_time.csv', conclusions='conclusions.txt',
-                                         accuracy='accuracy.png', curves='curves.png').items()}
+                                         accuracy=f'{run_metric(runs)}.png', curves='curves.png').items()}
     df, et = summarize(runs, baseline), equal_time(runs, baseline)
     write_atomic(paths['table'], df.to_csv(index=False))
     write_atomic(paths['equal_time'], et.to_csv(index=False))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
+import numpy as np
 import torch
 from torch import Tensor
 import matplotlib.pyplot as plt
@@ -19,11 +20,12 @@ from fastai.learner import Learner
 from fastai.vision.core import show_image
 from fastai.data.transforms import Normalize
 from .checks import check_x, check_stats, check_prob, check_fraction, check_size, check_fill
-from .checks import check_opacity, as_range
+from .checks import check_opacity, as_range, dense_targets, check_mask_fill_for, check_mask_fill
 from .fills import _paint
 
 # %% auto #0
-__all__ = ['lr_find_or_get_preds', 'split_rng', 'normalize_stats', 'checked', 'BatchAugment', 'GridMask']
+__all__ = ['lr_find_or_get_preds', 'split_rng', 'normalize_stats', 'checked', 'Edit', 'edit_target', 'loss_ignore_index',
+           'BatchAugment', 'GridMask']
 
 # %% ../nbs/02b_augment.ipynb #b7e1a5c9
 def lr_find_or_get_preds(learn) -> bool:
@@ -54,11 +56,39 @@ class checked:
         self.check(v, self.name)
         obj.__dict__[self.name] = v
 
+# %% ../nbs/02b_augment.ipynb #b8d4f0a2
+class Edit(NamedTuple):
+    "What an augmentation did inside `mask` (B, 1, H, W) bool: pasted the partner's pixels (`perm`) or a class (`fill`)"
+    mask: Tensor
+    perm: Tensor|None = None # (B,) each image's partner, whose target goes inside `mask`
+    fill: int|None = None # the class index painted inside `mask`, when `perm` is None
+
+def _fill_value(y:Tensor, fill:int):
+    "`fill` as `y` takes it: the class index for a mask; its one-hot vector (1, K, 1, 1) for a float map (K > 1)"
+    if y.ndim == 3 or y.shape[1] == 1: return fill
+    return (torch.arange(y.shape[1], device=y.device) == fill).view(1, -1, 1, 1).to(y.dtype)
+
+def edit_target(y:Tensor, # a dense target: (B, H, W) integer mask or (B, K, H, W) float map
+                edits:list, # `Edit`s, in the order they were made
+               ) -> Tensor:
+    "`y` changed as `edits` changed its images: inside each mask, the partner's target or the fill"
+    for e in edits:
+        m = e.mask[:, 0] if y.ndim == 3 else e.mask
+        y = torch.where(m, y[e.perm] if e.perm is not None else _fill_value(y, e.fill), y)
+    return y
+
+def loss_ignore_index(loss_func) -> int|None:
+    "The `ignore_index` of a loss function (of the torch loss a fastai loss wraps), or None if it has none"
+    for o in (loss_func, getattr(loss_func, 'func', None)):
+        v = getattr(o, 'ignore_index', None)
+        if isinstance(v, int) and not isinstance(v, bool): return v
+
 # %% ../nbs/02b_augment.ipynb #3505cc7a
 class BatchAugment(Callback):
     "Base of the batch augmentations: training batches only, a random stream per process, the normalisation stats"
     run_valid, mixes_labels, anneal = False, False, ()
     fill, opacity, mean, std, at_pct, coverage, lam, perm = None, 1., None, None, None, None, None, None
+    mask_fill, edits, _dense, _ignore = None, (), (), None
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         bad = [a for a in cls.anneal if not hasattr(getattr(cls, a, None), '__set__')]
@@ -72,6 +102,7 @@ class BatchAugment(Callback):
         split_rng()
         self.check()
         self.find_stats(self.dls)
+        self.find_ignore(self.learn.loss_func)
         self._hist, self._shape = defaultdict(list), None
 
     def check(self):
@@ -85,12 +116,34 @@ class BatchAugment(Callback):
             f"fill='mean' paints the data set mean, but the DataLoaders have no Normalize transform: pass mean and std "
             f"to {type(self).__name__}, or a pixel colour as fill")
 
+    def find_ignore(self, loss_func):
+        "The `ignore_index` of `loss_func`, which `mask_fill='ignore'` paints: a clear error if it has none"
+        self._ignore = loss_ignore_index(loss_func)
+        self.mask_fill_value()
+
+    def mask_fill_value(self) -> int|None:
+        "The class index painted under the holes of masks: `mask_fill`, or the loss's `ignore_index` for 'ignore'"
+        if not (isinstance(self.mask_fill, str) and self.mask_fill == 'ignore'): return self.mask_fill
+        if self._ignore is None: raise ValueError(
+            "mask_fill='ignore' paints the loss's ignore_index under the holes, but the loss function has none: use "
+            "a loss with one, such as CrossEntropyLossFlat(axis=1, ignore_index=255), or a class index as mask_fill")
+        return self._ignore
+
     def before_batch(self):
-        "Augment the training batch (its first input), checking it once per new shape"
+        "Augment the training batch (its first input), checking it once per new shape; edit its dense targets alike"
         x = self.xb[0]
-        if getattr(self, '_shape', None) != x.shape: self.check_batch(x); self._shape = x.shape
+        shape = (x.shape, *(getattr(y, 'shape', None) for y in self.yb))
+        if getattr(self, '_shape', None) != shape:
+            self.check_targets(x, self.yb); self.check_batch(x); self._shape = shape
         self.log(pct_train=self.pct_train)
+        self.edits = []
         self.learn.xb = (self.augment(x), *self.xb[1:])
+        if self._dense: self.learn.yb = self.edit_targets(self.yb); self.targets_edited()
+
+    def check_targets(self, x:Tensor, yb:tuple):
+        "Find the dense targets of the batch (`dense_targets`) and check that `mask_fill` can be painted into them"
+        self._dense = dense_targets(yb, x)
+        for i in self._dense: check_mask_fill_for(self.mask_fill, yb[i], i)
 
     def check_batch(self, x:Tensor):
         "Raise a clear error if the batch `x` is not one this augmentation can change"
@@ -111,7 +164,30 @@ class BatchAugment(Callback):
     def paint(self, x:Tensor, mask:Tensor) -> Tensor:
         "`x` with the callback's `fill` at its `opacity` inside `mask` (B, 1, H, W), in the batch's normalised space"
         mean, std = self.stats()
+        self.holes(mask)
         return _paint(x, mask, self.fill, self.opacity, mean=mean, std=std)
+
+    @property
+    def masks_change(self) -> bool:
+        "Whether the holes this batch gets change its dense targets: there are some, and a `mask_fill`"
+        return bool(self._dense) and self.mask_fill is not None
+
+    def holes(self, mask:Tensor):
+        "Record the holes `mask` (B, 1, H, W), where dense targets get `mask_fill` (when both are there)"
+        if self.masks_change: self.edits = [Edit(mask if mask.dtype == torch.bool else mask > 0,
+                                                 fill=self.mask_fill_value())]
+
+    def pasted(self, mask:Tensor, perm:Tensor):
+        "Record a paste: inside `mask` (B, 1, H, W) each image got its partner's (`perm`) pixels, and so do its targets"
+        if self._dense: self.edits = [Edit(mask, perm=perm)]
+
+    def edit_targets(self, yb:tuple) -> tuple:
+        "The targets `yb`, the dense ones changed by the `edits` of the last `augment`"
+        if not self.edits: return yb
+        return tuple(edit_target(y, self.edits) if i in self._dense else y for i, y in enumerate(yb))
+
+    def targets_edited(self):
+        "Called once the learner's targets are edited: an augmentation that keeps the targets refreshes them here"
 
     def log(self, **kw):
         "Record values of this batch, tensors kept as they are"
@@ -136,6 +212,21 @@ def _same_draws(seed:int|None):
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
         torch.manual_seed(seed); yield
 
+def _n_classes(dls, y:Tensor) -> int:
+    "How many classes masks like `y` have: the codes of a `MaskBlock`, `dls.c`, a map's `K`, or `y`'s largest + 1"
+    for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []):
+        if getattr(t, 'codes', None) is not None: return len(t.codes)
+    return getattr(dls, 'c', None) or (y.shape[1] if y.ndim == 4 else int(y.max()) + 1)
+
+def _show_mask(y:Tensor, ax, n_classes:int|None=None):
+    "Draw a mask (H, W) of class indices, or a float map (K, H, W) as its argmax, over `ax` as `show_batch` does"
+    y = y.detach().float().cpu()
+    m = (y.argmax(0) if y.shape[0] > 1 else (y[0] > .5)) if y.ndim == 3 else y
+    n = n_classes or int(m.max()) + 1
+    # labels that are no class (an ignore index) are left undrawn
+    ax.imshow(np.ma.masked_outside(m.numpy(), 0, n - 1), cmap='tab20', alpha=0.5, vmin=0, vmax=max(n - 1, 1),
+              interpolation='nearest')
+
 @patch
 def show_augmented(self:Learner,
                    pcts:tuple=(0.3, 0.6, 0.9), # fractions of training, one row each
@@ -151,21 +242,24 @@ def show_augmented(self:Learner,
     every = augs + [m for a in augs for m in getattr(a, 'augs', [])]  # `OneOf`'s members too
     maps = [c for c in self.cbs.sorted('order') if getattr(c, 'makes_saliency', False)]  # saliency hooks
     saved = [(a, a.at_pct, getattr(a, '_hist', None)) for a in every]
+    dense = dense_targets(yb, xb[0])
+    n_cls = _n_classes(self.dls, yb[dense[0]]) if dense else None
     fig, axs = plt.subplots(len(pcts), n, figsize=figsize or (1.8*n, 1.9*len(pcts)), squeeze=False)
     try:
         self.xb, self.yb = xb, yb
         for h in maps: h.sal = h.compute(xb[0], yb[0])
-        for a in every: a.check(); a.find_stats(self.dls)
+        for a in every: a.check(); a.find_stats(self.dls); a.find_ignore(self.loss_func); a.check_targets(xb[0], yb)
         for r, pct in enumerate(pcts):
-            x = xb[0]
+            x, ys = xb[0], yb
             for a in every: a.at_pct = pct
             with _same_draws(seed):
-                for a in augs: x = a.augment(x)
+                for a in augs: a.edits = []; x = a.augment(x); ys = a.edit_targets(ys)
             cov, imgs = _changed(xb[0], x).tolist(), self.dls.decode((x,))[0]
             lam = next((a.lam.tolist() for a in every if a.mixes_labels and a.lam is not None), None)
             for i, ax in enumerate(axs[r]):
                 show_image(imgs[i], ax=ax)
                 if maps: ax.imshow(maps[0].sal[i].cpu(), cmap='magma', alpha=0.3)
+                if dense: _show_mask(ys[dense[0]][i], ax, n_cls)
                 ax.set_title(f"{pct:.0%}: {cov[i]:.0%}" + (f", λ={lam[i]:.2f}" if lam is not None else ''), fontsize=8)
     finally:
         for a, at, h in saved:
@@ -179,12 +273,15 @@ class GridMask(BatchAugment):
     "Hide a grid of squares: a period drawn per image, squares `ratio` of it, the grid at a random offset"
     p, ratio, period = checked(check_prob), checked(partial(check_fraction, of='the period')), checked(check_size)
     fill, opacity, anneal = checked(check_fill), checked(check_opacity), ('p', 'ratio', 'period', 'opacity')
+    mask_fill = checked(check_mask_fill)
     def __init__(self,
                  p:float=1., # chance that an image gets the grid
                  ratio:float=0.5, # side of the squares as a fraction of the period, in (0, 1]
                  period:float|tuple=(0.2, 0.4), # period as a fraction of the shorter side: a number or a (lo, hi) range
                  fill:str|float|list='zero', # 'zero' (black), 'mean' (data set mean), 'noise', or a pixel colour
                  opacity:float=1., # weight of the fill over the image, in (0, 1]
+                 # under the squares in masks: None (unchanged), a class index, or 'ignore' (the loss's ignore_index)
+                 mask_fill:int|str|None=None,
                 ): store_attr()
 
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:

@@ -72,11 +72,12 @@ def check_grid(v, name:str='grid'):
     check_int(v, name, 1)
 
 # %% auto #0
-__all__ = ['FILLS', 'MODES', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'check_choice', 'check_flag', 'as_range',
-           'check_n', 'check_size', 'check_fraction', 'check_grid', 'check_x', 'check_which', 'check_where',
+__all__ = ['FILLS', 'MODES', 'MASK_FILLS', 'check_prob', 'check_int', 'check_tau', 'check_positive', 'check_choice', 'check_flag',
+           'as_range', 'check_n', 'check_size', 'check_fraction', 'check_grid', 'check_x', 'check_which', 'check_where',
            'check_generator', 'check_fill', 'check_opacity', 'check_stats', 'check_paint_args', 'check_sprinkle_args',
            'check_sched', 'check_alpha', 'check_cutmix_args', 'check_ps', 'check_batch_fn', 'check_weight',
-           'check_layer', 'check_lr', 'check_factor', 'check_early_args', 'check_saliency_args']
+           'check_layer', 'check_lr', 'check_factor', 'check_early_args', 'check_saliency_args', 'dense_targets',
+           'check_mask_fill', 'check_mask_fill_for']
 
 # %% ../nbs/00a_checks.ipynb #af69fa58
 FILLS = ('zero', 'mean', 'noise')
@@ -256,3 +257,48 @@ def check_saliency_args(mode:str='lowres', # one of `MODES`
     if mode != 'full' and H is not None and min(H, W)/factor < 2:
         raise ValueError(f"factor={factor} shrinks {H}x{W} images to less than 2 pixels a side: "
                          f"use a factor <= {min(H, W)/2:g}")
+
+# %% ../nbs/00a_checks.ipynb #e2f8c4d0
+def _is_mask(y) -> bool:
+    "Whether `y` is an integer tensor (not bool): class indices"
+    return not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+
+def dense_targets(yb:tuple, # the targets of a batch
+                  x:Tensor, # its images (B, C, H, W)
+                 ) -> tuple:
+    "Indices of the dense targets in `yb`: `(B, H, W)` integer masks or `(B, K, H, W)` float maps of `x`'s size"
+    check_x(x)
+    B, _, H, W = x.shape
+    found = []
+    for i, y in enumerate(yb):
+        if not isinstance(y, Tensor) or y.ndim < 3: continue  # class labels, multi-label or soft labels
+        fits = y.shape[0] == B and tuple(y.shape[-2:]) == (H, W)
+        if y.ndim == 3 and fits and _is_mask(y) or y.ndim == 4 and fits and y.is_floating_point(): found.append(i)
+        elif y.ndim == 3 and y.is_floating_point() and not fits: continue  # not a map of the images (e.g. boxes)
+        else: raise ValueError(
+            f"target {i}, {_desc(y)}, is not a dense target of these images, {tuple(x.shape)}: a segmentation target "
+            f"must be a (B, H, W) = {(B, H, W)} integer mask (fastai's TensorMask) or a (B, K, H, W) = "
+            f"{(B, 'K', H, W)} float map, of the images' height and width")
+    return tuple(found)
+
+MASK_FILLS = ('ignore',)  # besides None and a class index
+
+def check_mask_fill(v, name:str='mask_fill'):
+    "Raise unless `v`, what goes under a hole in a mask, is None (unchanged), a class index (an int >= 0) or 'ignore'"
+    if v is None or isinstance(v, str) and v in MASK_FILLS: return
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0: raise ValueError(
+        f"{name} must be None (masks unchanged), a class index (an int >= 0) or 'ignore' (the loss's ignore_index), "
+        f"got {v!r}")
+
+def check_mask_fill_for(v, # a valid `mask_fill`
+                        y:Tensor, # a dense target it will be painted into
+                        i:int=0, # the target's index in the batch
+                        name:str='mask_fill'):
+    "Raise unless `v` can be painted into the dense target `y`: a float map takes a class index below its `K`"
+    if v is None or _is_mask(y): return
+    K = y.shape[1]
+    if v == 'ignore': raise ValueError(
+        f"{name}='ignore' paints the loss's ignore_index, an integer label, but target {i} is a float map, "
+        f"{_desc(y)}: use a class index, painted as its one-hot vector (as 0 or 1 when K=1)")
+    if v >= max(K, 2): raise ValueError(
+        f"{name}={v} is not a class of target {i}, {_desc(y)}: use a class index below {max(K, 2)}")

@@ -10,13 +10,16 @@ import contextlib, dataclasses, tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 import torch
 from fastcore.script import call_parse
-from .data import imagenette_dls, cifar10_dls, folder_dls, DataFolderError, DataNotFoundError
-from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, merge_runs, parse_shard
+from .data import (imagenette_dls, cifar10_dls, folder_dls, seg_dls, is_seg_folder, DataFolderError,
+                                   DataNotFoundError)
+from .compare import (ARCHS, SEG_ARCHS, CONFIGS, METRICS, run_sweep, run_key, train_run, merge_runs,
+                                      parse_shard, split_config, seg_refusals, is_seg_dls)
 
 # %% auto #0
-__all__ = ['DLS', 'BUDGET_CONFIGS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette',
+__all__ = ['DLS', 'SEG_LR', 'BUDGET_CONFIGS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette',
            'parse_epochs', 'check_data', 'report', 'sprinkles_compare']
 
 # %% ../nbs/07c_cli.ipynb #ffeaea8a
@@ -26,13 +29,15 @@ DLS = dict(imagenette=imagenette_dls, cifar10=cifar10_dls)
 class Profile:
     "The settings of a sweep"
     name:str # what it is called
-    data:str='imagenette' # 'imagenette', 'cifar10' (keys of `DLS`), or a folder of images (see `folder_dls`)
+    # 'imagenette', 'cifar10' (keys of `DLS`), a folder of class folders (see `folder_dls`), or a segmentation folder
+    # (see `seg_items`)
+    data:str='imagenette'
     size:int=128 # side of the training crops, px (CIFAR-10: 32)
     sample:float=1. # fraction of each split, drawn with seed 0
     epochs:tuple=(5,) # budgets, in epochs
     runs:int=5 # seeds per configuration and budget
     configs:tuple=('none', 'progressive') # names in `CONFIGS`, the baseline first
-    arch:str='xresnet18' # a key of `ARCHS`
+    arch:str='xresnet18' # a key of `ARCHS` (of `SEG_ARCHS` on a segmentation folder)
     bs:int=64 # batch size
     lr:float=8e-3 # peak learning rate
     workers:int=None # DataLoader workers; fastai's default when None
@@ -53,6 +58,11 @@ class Profile:
         if not Path(self.data).is_dir():
             raise ValueError(f"data must be one of {list(DLS)} or a folder of images, "
                              f"got {self.data!r} (no such folder)")
+        if is_seg_folder(self.data):
+            if self.per_class is not None:
+                raise ValueError("per_class is for a folder of class folders; a segmentation folder has none")
+            kw.pop('per_class')
+            return partial(seg_dls, Path(self.data), size=self.size, valid_pct=self.valid_pct, stats=self.stats, **kw)
         return partial(folder_dls, Path(self.data), size=self.size, valid_pct=self.valid_pct, stats=self.stats, **kw)
 
     def setup(self) -> dict:
@@ -60,6 +70,8 @@ class Profile:
         extra = {k: getattr(self, k) for k in ('per_class', 'valid_n', 'valid_pct') if getattr(self, k) is not None}
         if self.stats != 'imagenet': extra['stats'] = self.stats
         return dict(data=self.data, size=self.size, sample=self.sample, **extra)
+
+SEG_LR = 1e-3  # the peak learning rate on a segmentation folder, when neither `--lr` nor ... gives one
 
 BUDGET_CONFIGS = ('none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout')
 
@@ -126,18 +138,25 @@ def parse_epochs(s) -> tuple:
     return tuple(sorted(es))
 
 def check_data(p:Profile):
-    "Build `p`'s DataLoaders once, so that a bad folder or an oversized batch stops the command before any training"
+    "Build `p`'s DataLoaders once: a bad folder, too large a batch or a configuration masks refuse stop it early"
     try: dls = p.dls_factory()(bs=p.bs)
     except (DataFolderError, DataNotFoundError, ValueError) as e: raise SystemExit(f"--data {p.data}: {e}") from None
     if len(dls.train_ds) < p.bs:
         raise SystemExit(f"--bs {p.bs} is larger than the {len(dls.train_ds)} training images of {p.data}: "
                          "no full batch to train on")
+    if not is_seg_dls(dls): return
+    ns = dict(seed=0, epochs=p.epochs[0], **p.setup(), bs=p.bs, lr=p.lr, arch=p.arch)  # as `run_sweep` gives them
+    why = {c: seg_refusals(split_config(CONFIGS[c](SimpleNamespace(config=c, **ns)))[0]) for c in p.configs}
+    if refused := {c: w for c, w in why.items() if w}:
+        reasons = '; '.join(dict.fromkeys(w for ws in refused.values() for w in ws))
+        raise SystemExit(f"--data {p.data} is a segmentation folder, and {', '.join(refused)} cannot train on its "
+                         f"masks ({reasons}): leave them out of --aug")
 
 def report(res:dict) -> str:
     "One line with the result of a run"
-    s = {**res.get('setup', {}), **res}
+    s, m = {**res.get('setup', {}), **res}, res.get('metric', 'accuracy')
     return (f"{s['arch']} {s['size']}px, {s['epochs']} epoch(s), bs {s['bs']}, seed {s['seed']}, "
-            f"{s['n_train']} train / {s['n_valid']} valid images: accuracy {s['accuracy']:.4f}, "
+            f"{s['n_train']} train / {s['n_valid']} valid images: {METRICS[m]['label']} {s[m]:.4f}, "
             f"valid loss {s['valid_loss']:.4f}, wall time {s['wall_s']:.1f} s")
 
 # %% ../nbs/07c_cli.ipynb #4d3f799a
@@ -145,8 +164,10 @@ _SINGLE = Profile('single', size=128, epochs=(5,), runs=1, configs=('none',))
 
 @call_parse
 def sprinkles_compare(
-            # 'imagenette', 'cifar10', or a folder of class folders (with train/ and valid/ or val/, or split by
-            # valid_pct)
+            # 'imagenette', 'cifar10', a folder of class folders (with train/ and valid/ or val/, or split by
+            # valid_pct), or a segmentation folder: images/ (or image/, imgs/, img/) and labels/ (or label/, masks/,
+            # mask/), a mask per image with its stem (or stem + '_P', as CamVid) holding class indices; codes.txt
+            # (a class name a line) and valid.txt (the validation images) are read when present
             data:str='imagenette',
             aug:str=None, # comma-separated configuration names from `CONFIGS`; the baseline `none` is always run
             runs:int=None, # seeds per configuration (default: the profile's, or 1)
@@ -159,13 +180,16 @@ def sprinkles_compare(
             # budgets budget.csv, trend.csv, budget.png
             out:str=None,
             bs:int=None, # batch size (default: the profile's, or 64)
-            lr:float=None, # peak learning rate (default: the profile's, or 8e-3)
-            arch:str=None, # a key of `ARCHS` (default: the profile's, or xresnet18)
+            lr:float=None, # peak learning rate (default: the profile's, or 8e-3; on a segmentation folder SEG_LR)
+            # a key of `ARCHS` (default: the profile's, or xresnet18); on a segmentation folder, the encoder of a
+            # U-Net, a key of `SEG_ARCHS` (default resnet18), never pretrained
+            arch:str=None,
             seed:int=0, # first random seed
             sample:float=None, # fraction of the data set to use (default: the profile's, or all of it)
             per_class:int=None, # training images per class (default: the profile's, or all)
             valid_n:int=None, # validation images (default: the profile's, or all)
-            valid_pct:float=None, # a folder without a validation folder: the fraction held out (default 0.2)
+            # a folder without a validation folder (or valid.txt): the fraction held out (default 0.2)
+            valid_pct:float=None,
             stats:str=None, # normalisation: 'imagenet' (default) or 'measure' (from the training images)
             workers:int=None, # DataLoader workers (default: the profile's, or fastai's)
             threads:int=None, # torch threads (default: the profile's, or torch's)
@@ -173,7 +197,7 @@ def sprinkles_compare(
             # only report: merge every runs*.jsonl of `out` (the shards) and save the table and figures
             merge:bool=False,
            ) -> list:
-    "Train xresnets with and without augmentations; print progress, accuracy, wall time and the comparison"
+    "Train xresnets (U-Nets on segmentation) with and without augmentations; print progress, accuracy (Dice), times"
     if profile is not None and profile not in PROFILES:
         raise SystemExit(f"--profile must be one of {list(PROFILES)}, got {profile!r}")
     p = PROFILES[profile] if profile else _SINGLE
@@ -181,7 +205,10 @@ def sprinkles_compare(
              else list(p.configs))
     if unknown := [a for a in names if a not in CONFIGS]:
         raise SystemExit(f"--aug: unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
-    if arch is not None and arch not in ARCHS: raise SystemExit(f"--arch must be one of {list(ARCHS)}, got {arch!r}")
+    seg = data not in DLS and is_seg_folder(data)
+    if arch is not None and arch not in (SEG_ARCHS if seg else ARCHS):
+        raise SystemExit(f"--arch must be one of {list(SEG_ARCHS if seg else ARCHS)}"
+                         f"{' on a segmentation folder' if seg else ''}, got {arch!r}")
     if stats is not None and stats not in ('imagenet', 'measure'):
         raise SystemExit(f"--stats must be 'imagenet' or 'measure', got {stats!r}")
     if data not in DLS and not Path(data).is_dir():
@@ -195,8 +222,9 @@ def sprinkles_compare(
     given = dict(size=size, sample=sample, epochs=budgets, runs=runs, arch=arch, bs=bs, lr=lr,
                  workers=workers, per_class=per_class, valid_n=valid_n, valid_pct=valid_pct, stats=stats,
                  threads=threads)
-    # a profile's subsets are Imagenette's
+    # a profile's subsets are Imagenette's, and its model a classifier
     if data not in DLS: p = dataclasses.replace(p, sample=1., per_class=None, valid_n=None)
+    if seg: p = dataclasses.replace(p, arch='resnet18', lr=SEG_LR)
     p = dataclasses.replace(p, data=data if data in DLS else str(Path(data).resolve()), configs=tuple(names),
                             **{k: v for k, v in given.items() if v is not None})
     if not merge: check_data(p)

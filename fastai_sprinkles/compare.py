@@ -10,9 +10,10 @@ import contextlib, datetime, json, math, os, platform, time
 from pathlib import Path
 from types import SimpleNamespace
 from fastai.vision.all import (Learner, xresnet18, xresnet34, xresnet50, CrossEntropyLossFlat, accuracy,
-                               set_seed, Callback, Recorder, SchedLin, torch, Transform, RandomErasing)
+                               set_seed, Callback, Recorder, SchedLin, torch, Transform, RandomErasing,
+                               unet_learner, resnet18, resnet34, DiceMulti, AddMaskCodes)
 from fastai.vision.models.xresnet import XResNet, ResBlock
-from fastai.callback.mixup import MixUp, CutMix as FastaiCutMix
+from fastai.callback.mixup import MixHandler, MixUp, CutMix as FastaiCutMix
 from fastai.callback.core import _inner_loop
 from fastai.torch_core import find_bs
 import fastai, fastai_sprinkles
@@ -25,25 +26,28 @@ from .saliency import SaliencyHook
 from .keep import KeepCutout
 
 # %% auto #0
-__all__ = ['ARCHS', 'CONFIGS', 'xresnet18_half', 'RunStats', 'train_run', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
+__all__ = ['ARCHS', 'SEG_ARCHS', 'METRICS', 'SEG_REFUSED', 'CONFIGS', 'xresnet18_half', 'RunStats', 'train_run', 'is_seg_dls',
+           'seg_refusals', 'make_learner', 'run_metric', 'scored', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
            'save_runs', 'load_runs', 'merge_runs', 'environment', 'parse_shard', 'shard_grid', 'run_sweep']
 
 # %% ../nbs/07_compare.ipynb #440e596d
-def xresnet18_half(n_out:int=1000, **kwargs):
+def xresnet18_half(n_out:int=1000, pretrained:bool=False, **kwargs):
     "xresnet18 with half the channels in its residual blocks: about a third of the compute, for CPU sweeps"
+    if pretrained: raise ValueError("xresnet18-half has no pretrained weights: pretrained must be False")
     return XResNet(ResBlock, 1, [2, 2, 2, 2], n_out=n_out, widen=.5, **kwargs)
 
 ARCHS = {'xresnet18': xresnet18, 'xresnet34': xresnet34, 'xresnet50': xresnet50, 'xresnet18-half': xresnet18_half}
 
 # %% ../nbs/07_compare.ipynb #8c756be4
 class RunStats(Restoring):
-    "Record accuracy, losses, wall and process CPU times per epoch, and the time spent in the batch events of `timed`"
+    "Record the metric, losses, wall and process CPU times per epoch, and the time spent in the batch events of `timed`"
     order = Recorder.order + 1  # after the Recorder has the epoch's metrics
     def __init__(self,
                  timed:list=(), # callbacks whose batch events are timed: the configuration's
                  sync:bool=None, # synchronise CUDA around timings; None: when the model is on a GPU
+                 metric:str='accuracy', # the name of the Recorder's column recorded in `accs`
                 ):
-        self.timed, self.sync, self._wrapped, self._depth = list(timed), sync, [], 0
+        self.timed, self.sync, self.metric, self._wrapped, self._depth = list(timed), sync, metric, [], 0
 
     def _now(self) -> float:
         if self._sync: torch.cuda.synchronize()
@@ -91,7 +95,7 @@ class RunStats(Restoring):
     def after_epoch(self):
         rec = self.learn.recorder
         vals = dict(zip(rec.metric_names[1:], rec.values[-1]))
-        self.accs.append(float(vals.get('accuracy', math.nan)))
+        self.accs.append(float(vals.get(self.metric, math.nan)))
         self.losses.append(float(vals.get('valid_loss', math.nan)))
         self.train_losses.append(float(vals.get('train_loss', math.nan)))
         self.times.append(self._now() - self._t0); self.cpu_times.append(time.process_time() - self._c0)
@@ -106,31 +110,82 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
               epochs:int=5, # number of epochs
               bs:int=64, # batch size
               lr:float=8e-3, # peak learning rate of the one-cycle schedule
-              arch='xresnet18', # a key of `ARCHS`, or a function of `n_out` that returns a model
+              # a key of `ARCHS` (of `SEG_ARCHS` for segmentation), or a function of `n_out` that returns a model
+              # (for segmentation, an encoder for `unet_learner`)
+              arch='xresnet18',
               seed:int=0, # seeds Python, NumPy and torch: weights, shuffling and augmentations
               quiet:bool=True, # hide fastai's progress bars and epoch table
              ) -> dict:
-    "Train a model from scratch and return accuracy, loss, timings and learning curve"
-    if isinstance(arch, str) and arch not in ARCHS: raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
+    "Train a model from scratch and return its metric (accuracy, or Dice for masks), loss, timings and learning curve"
+    if isinstance(arch, str) and arch not in ARCHS and arch not in SEG_ARCHS:
+        raise ValueError(f"arch must be one of {list(ARCHS)} (or for segmentation {list(SEG_ARCHS)}), got {arch!r}")
     set_seed(seed, reproducible=True)
     dls = make_dls(bs=bs)
     for t in batch_tfms or []: dls.train.after_batch.add(t)  # sorted by `order`: RandomErasing after Normalize
-    model = (ARCHS[arch] if isinstance(arch, str) else arch)(n_out=dls.c)
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
     cbs = list(cbs or [])
-    st = RunStats(cbs)
+    learn, metric = make_learner(dls, arch, cbs)
+    st = RunStats(cbs, metric=learn.metrics[0].name)
     start = time.perf_counter()
     with (learn.no_bar() if quiet else contextlib.nullcontext(),
           learn.no_logging() if quiet else contextlib.nullcontext()):
         learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
     wall, train_s = time.perf_counter() - start, sum(st.train_s)
-    return dict(accuracy=st.accs[-1], best_accuracy=max(st.accs), valid_loss=st.losses[-1],
+    m = METRICS[metric]
+    return dict(**({} if metric == 'accuracy' else dict(metric=metric)),  # classification records as they were
+                **{metric: st.accs[-1], m['best']: max(st.accs)}, valid_loss=st.losses[-1],
                 train_loss=st.train_losses[-1],
                 wall_s=wall, epoch_s=st.times[-1]/epochs, cpu_s=st.cpu_times[-1], train_cpu_s=sum(st.train_cpu_s),
                 imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
-                aug_frac=sum(st.aug_s)/train_s, accs=st.accs, losses=st.losses, train_losses=st.train_losses,
+                aug_frac=sum(st.aug_s)/train_s, **{m['curve']: st.accs}, losses=st.losses, train_losses=st.train_losses,
                 times=st.times, cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds),
                 n_valid=len(dls.valid_ds))
+
+# %% ../nbs/07_compare.ipynb #09c5f706
+SEG_ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'xresnet18': xresnet18, 'xresnet18-half': xresnet18_half}
+
+METRICS = {'accuracy': dict(best='best_accuracy', curve='accs', label='accuracy'),
+           'dice': dict(best='best_dice', curve='dice_per_epoch', label='Dice')}
+
+def is_seg_dls(dls) -> bool:
+    "Whether the targets of `dls` are segmentation masks (built with fastai's `MaskBlock`)"
+    return any(isinstance(t, AddMaskCodes) for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []))
+
+SEG_REFUSED = {MixHandler: "fastai's MixUp and CutMix mix two images' losses by one weight per image; "
+                      "a segmentation mask is not a label to weigh"}
+
+def seg_refusals(cbs:list) -> list:
+    "Why each of `cbs` cannot train on segmentation masks; empty when all can"
+    return [f"{type(c).__name__}: {why}" for c in cbs for t, why in SEG_REFUSED.items() if isinstance(c, t)]
+
+def make_learner(dls, # the run's DataLoaders
+                 arch, # see `train_run`
+                 cbs:list=(), # the configuration's callbacks, checked against masks
+                ) -> tuple:
+    "`(learner, metric)`: an image classifier with accuracy, or for masks a `unet_learner` with Dice"
+    if not is_seg_dls(dls):
+        if isinstance(arch, str) and arch not in ARCHS:
+            raise ValueError(f"arch must be one of {list(ARCHS)} for classification, got {arch!r}")
+        model = (ARCHS[arch] if isinstance(arch, str) else arch)(n_out=dls.c)
+        return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy), 'accuracy'
+    if isinstance(arch, str) and arch not in SEG_ARCHS:
+        raise ValueError(f"arch must be one of {list(SEG_ARCHS)} for segmentation, got {arch!r}")
+    if why := seg_refusals(cbs): raise ValueError("cannot train on segmentation masks: " + '; '.join(why))
+    learn = unet_learner(dls, SEG_ARCHS[arch] if isinstance(arch, str) else arch, pretrained=False,
+                         loss_func=CrossEntropyLossFlat(axis=1), metrics=DiceMulti())
+    return learn, 'dice'
+
+def run_metric(runs:list) -> str:
+    "The metric `runs` report: 'accuracy' (classification) or 'dice' (segmentation); an error if they mix"
+    ms = {r.get('metric', 'accuracy') for r in runs}
+    if len(ms) > 1: raise ValueError(f"the runs report different metrics {sorted(ms)}: compare runs of one kind")
+    return ms.pop() if ms else 'accuracy'
+
+def scored(r:dict) -> dict:
+    "Run `r` with its metric under the names the analysis reads: `accuracy`, `best_accuracy`, `accs`"
+    m = r.get('metric', 'accuracy')
+    if m == 'accuracy': return r
+    return {**r, 'accuracy': r[m], 'best_accuracy': r[METRICS[m]['best']], 'accs': r[METRICS[m]['curve']]}
+
 
 # %% ../nbs/07_compare.ipynb #af1a443a
 def bs_ramp(r) -> Annealer:
@@ -277,6 +332,7 @@ def run_sweep(path, # results file (JSON lines): created, or resumed
         rec = _jsonable(dict(config=name, seed=s, epochs=e, setup=setup, **res, env=environment()))
         runs.append(rec)
         save_runs(path, runs)
-        if log: log(f"[{i+1}/{len(todo)}] {name}, seed {s}, {e} epoch(s): accuracy {rec['accuracy']:.4f}, "
+        m = rec.get('metric', 'accuracy')
+        if log: log(f"[{i+1}/{len(todo)}] {name}, seed {s}, {e} epoch(s): {METRICS[m]['label']} {rec[m]:.4f}, "
                     f"{rec['epoch_s']:.1f} s/epoch, augmentation {rec['aug_frac']:.1%} of training time")
     return runs

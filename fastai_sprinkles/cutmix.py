@@ -146,24 +146,28 @@ def _cutmix(x, alpha, p, *, per_sample=True, which=None, pairing='shuffle', wher
 # %% ../nbs/04_cutmix.ipynb #200a7090
 def mix_mode(yb:tuple, # the targets of a batch
              B:int, # batch size
+             dense:tuple=(), # indices of the dense targets (masks, see `dense_targets`): pasted, never mixed
             ) -> str:
-    "'loss' if some target is integer class indices (mix the losses), 'target' if all are float; raise if unmixable"
+    "'loss' if some label is integer class indices (mix the losses), 'target' if all are float, 'none' if all are dense"
     if not len(yb): raise ValueError("CutMix needs targets to mix, but the batch has none (yb is empty)")
     for i, y in enumerate(yb):
+        if i in dense: continue
         if not isinstance(y, Tensor) or y.ndim == 0 or y.shape[0] != B:
             raise ValueError(f"cannot mix target {i}: it must be a tensor with one row per sample (first dim {B}), "
                              f"got {_desc(y)}")
         if y.is_floating_point():
             if y.ndim > 2: raise ValueError(
                 f"cannot mix target {i}, {_desc(y)}: float targets must be (B,) or (B, n_labels) (multi-label or "
-                f"soft labels); dense targets such as masks would need the box pasted into them too")
+                f"soft labels), or dense (B, K, H, W) maps of the images' size, whose boxes are pasted")
         elif y.dtype == torch.bool or y.is_complex():
             raise ValueError(f"cannot mix target {i}, {_desc(y)}: "
                              "use float multi-label targets or integer class indices")
         elif y.numel() != B: raise ValueError(
-            f"cannot mix target {i}, {_desc(y)}: integer targets must be one class index per sample, shape (B,); "
-            f"segmentation masks would need the box pasted into them too")
-    return 'target' if all(y.is_floating_point() for y in yb) else 'loss'
+            f"cannot mix target {i}, {_desc(y)}: integer targets must be one class index per sample, shape (B,), "
+            f"or (B, H, W) masks of the images' size, whose boxes are pasted")
+    labels = [y for i, y in enumerate(yb) if i not in dense]
+    if not labels: return 'none'
+    return 'target' if all(y.is_floating_point() for y in labels) else 'loss'
 
 # %% ../nbs/04_cutmix.ipynb #3572ca13
 def _weights(lam:Tensor, like:Tensor) -> Tensor:
@@ -175,13 +179,16 @@ def mix_loss(loss_func, # the learner's loss function
              yb:tuple, # the targets of the batch
              lam:Tensor, # (B,) fraction of each image still its own
              perm:Tensor, # (B,) each sample's partner
+             dense:tuple=(), # indices of the dense targets, already pasted: the same in both losses
             ) -> Tensor:
     "The loss of a CutMix batch: losses mixed per sample for integer targets, targets mixed for float ones"
     B = lam.shape[0]
-    mode = mix_mode(yb, B)
-    yb2 = tuple(y[perm] for y in yb)
+    mode = mix_mode(yb, B, dense)
+    if mode == 'none': return loss_func(pred, *yb)  # masks only: the pasted masks say what each pixel is
+    yb2 = tuple(y if i in dense else y[perm] for i, y in enumerate(yb))
     if mode == 'target':
-        return loss_func(pred, *(y*_weights(lam, y) + y2*_weights(1 - lam, y) for y, y2 in zip(yb, yb2)))
+        return loss_func(pred, *(y if i in dense else y*_weights(lam, y) + y2*_weights(1 - lam, y)
+                                 for i, (y, y2) in enumerate(zip(yb, yb2))))
     red = getattr(loss_func, 'reduction', 'mean')
     with NoneReduce(loss_func) as lf:
         try: l1, l2 = lf(pred, *yb), lf(pred, *yb2)
@@ -208,7 +215,8 @@ class MixedLabels(NamedTuple):
     perm: Tensor
     loss_func: Callable
     yb: tuple
-    def loss(self, pred) -> Tensor: return mix_loss(self.loss_func, pred, self.yb, self.lam, self.perm)
+    dense: tuple = () # indices of the dense targets in `yb`, pasted rather than mixed
+    def loss(self, pred) -> Tensor: return mix_loss(self.loss_func, pred, self.yb, self.lam, self.perm, self.dense)
 
 class CutMix(BatchAugment):
     "CutMix with a box and λ per sample, λ measured after clipping, and labels mixed through the loss"
@@ -225,8 +233,8 @@ class CutMix(BatchAugment):
         self.lam = self.perm = self.boxes = None
 
     def check_batch(self, x:Tensor):
-        "An image batch, with targets that can be mixed"
-        check_x(x); mix_mode(self.yb, x.shape[0])
+        "An image batch, with targets that can be mixed (labels) or pasted (dense targets, found by the base)"
+        check_x(x); mix_mode(self.yb, x.shape[0], self._dense)
 
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "CutMix `x` with the current `alpha` and `p`, for the loss of this batch"
@@ -235,19 +243,26 @@ class CutMix(BatchAugment):
         res = _cutmix(x, self.alpha, self.p, per_sample=self.per_sample, which=which, pairing=pairing,
                       where=lambda h, w: self.where(x, h, w))
         self.lam, self.perm, self.boxes = res.lam, res.perm, res.boxes
-        self._mixed = self.mixed_batch = res.x is not x and (not on_host(x) or bool(res.boxes.valid.any()))
+        if self._dense: self.pasted(box_mask(*res.boxes, *x.shape[-2:]), res.perm)  # masks get the same boxes
+        self.mixed_batch = res.x is not x and (not on_host(x) or bool(res.boxes.valid.any()))
+        self._mixed = self.mixed_batch and (self.learn is None or len(self._dense) < len(self.yb))  # labels to mix
         if self.learn is not None:
-            self.learn.mixed_labels = (MixedLabels(res.lam, res.perm, self.learn.loss_func, self.yb) if self._mixed
-                                       else None)
+            self.learn.mixed_labels = (MixedLabels(res.lam, res.perm, self.learn.loss_func, self.yb, self._dense)
+                                       if self._mixed else None)
         self.coverage = 1 - res.lam
         self.log(coverage=(1 - res.lam).mean())
         return res.x
+
+    def targets_edited(self):
+        "The mixed labels of the batch hold its targets as the model gets them: masks pasted"
+        mixed = getattr(self.learn, 'mixed_labels', None)
+        if mixed is not None: self.learn.mixed_labels = mixed._replace(yb=self.yb)
 
     def after_loss(self):
         "Replace the loss of a mixed batch by the mixed loss"
         if not self._mixed: return
         self._mixed = False
-        self.learn.loss_grad = mix_loss(self.learn.loss_func, self.pred, self.yb, self.lam, self.perm)
+        self.learn.loss_grad = mix_loss(self.learn.loss_func, self.pred, self.yb, self.lam, self.perm, self._dense)
         self.learn.loss = self.learn.loss_grad.clone()
 
     def after_fit(self):

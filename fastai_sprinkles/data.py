@@ -6,21 +6,24 @@ Docs: https://fastai-sprinkles.github.io/fastai_sprinkles/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #ef04c909
 from __future__ import annotations
-import os, random, socket, tarfile, tempfile, shutil
+import math, os, random, socket, tarfile, tempfile, shutil
 import numpy as np, torch
+from functools import partial
 from pathlib import Path
+from PIL import Image, ImageDraw
 from urllib.parse import urlparse
 from .checks import check_int
 from fastai.data.external import untar_data, URLs, fastai_cfg
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, parent_label,
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, MaskBlock, parent_label,
                                get_image_files, RandomResizedCrop, Normalize, imagenet_stats, Flip,
                                FuncSplitter, PILImage, L, image_extensions, verify_image)
 
 # %% auto #0
-__all__ = ['DATASETS', 'VALID_NAMES', 'IMAGENETTE_NAMES', 'CIFAR_STATS', 'data_root', 'is_complete', 'DataNotFoundError',
-           'extract_archive', 'host_answers', 'shared_dirs', 'find_data', 'imagenette', 'cifar10', 'DataFolderError',
-           'folder_items', 'select_items', 'readable', 'measure_stats', 'folder_dls', 'imagenette_label',
-           'imagenette_dls', 'cifar10_dls']
+__all__ = ['DATASETS', 'VALID_NAMES', 'IMAGENETTE_NAMES', 'CIFAR_STATS', 'SHAPE_CODES', 'IMAGE_DIRS', 'LABEL_DIRS', 'data_root',
+           'is_complete', 'DataNotFoundError', 'extract_archive', 'host_answers', 'shared_dirs', 'find_data',
+           'imagenette', 'cifar10', 'DataFolderError', 'folder_items', 'select_items', 'readable', 'measure_stats',
+           'folder_dls', 'imagenette_label', 'imagenette_dls', 'cifar10_dls', 'draw_shapes', 'make_shapes_segmentation',
+           'seg_folders', 'is_seg_folder', 'read_mask', 'seg_items', 'seg_dls']
 
 # %% ../nbs/00_data.ipynb #aa6c6a78
 DATASETS = {
@@ -316,3 +319,199 @@ def cifar10_dls(bs:int=128, sample:float=1., seed:int=0, path:Path=None, **kwarg
     "CIFAR-10 `DataLoaders` at 32 px with flips and CIFAR normalisation"
     return folder_dls(path or cifar10(verbose=False), None, bs, sample=sample, seed=seed,
                       **{'stats': CIFAR_STATS, **kwargs})
+
+# %% ../nbs/00_data.ipynb #7a8cdd29
+SHAPE_CODES = ('background', 'disc', 'square', 'triangle')
+
+def _shape_polygon(kind:str, cx:float, cy:float, r:float, angle:float) -> list:
+    "The corners of a square or triangle of circumradius `r` centred on `(cx, cy)`, turned by `angle` radians"
+    k = {'square': 4, 'triangle': 3}[kind]
+    return [(cx + r*math.cos(angle + 2*math.pi*i/k), cy + r*math.sin(angle + 2*math.pi*i/k)) for i in range(k)]
+
+def draw_shapes(img:Image.Image, # an RGB photo; a copy is drawn on
+                rng:random.Random, # the random stream of places, sizes, angles and colours
+                n_shapes:tuple=(1, 3), # fewest and most shapes per image
+                scale:tuple=(0.12, 0.3), # smallest and largest radius, as a fraction of the image side
+               ) -> tuple:
+    "`(image, mask)`: `img` with filled shapes drawn on it, and the mask of their classes (indices of `SHAPE_CODES`)"
+    img = img.copy()
+    mask = Image.new('L', img.size, 0)
+    di, dm, side = ImageDraw.Draw(img), ImageDraw.Draw(mask), min(img.size)
+    for _ in range(rng.randint(*n_shapes)):
+        c = rng.randrange(1, len(SHAPE_CODES))
+        r = side*rng.uniform(*scale)
+        cx, cy = rng.uniform(r, img.size[0] - r), rng.uniform(r, img.size[1] - r)
+        colour, angle = tuple(rng.randrange(256) for _ in range(3)), rng.uniform(0, 2*math.pi)
+        for d, fill in ((di, colour), (dm, c)):  # the same shape, in the same order, on image and mask
+            if SHAPE_CODES[c] == 'disc': d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+            else: d.polygon(_shape_polygon(SHAPE_CODES[c], cx, cy, r, angle), fill=fill)
+    return img, mask
+
+
+# %% ../nbs/00_data.ipynb #1af2470b
+def make_shapes_segmentation(dest:Path=None, # an empty or new folder; None: a new temporary folder
+                             n:int=40, # images made
+                             size:int=64, # side of the square images, in pixels
+                             seed:int=0, # seed of the photos chosen and of the shapes drawn
+                             valid_pct:float=0.2, # fraction of the images listed in `valid.txt`
+                             photos:list=None, # image files to draw on; None: Imagenette's training images
+                             **kwargs, # passed to `draw_shapes`: `n_shapes`, `scale`
+                            ) -> Path:
+    "Make a small synthetic segmentation set (shapes on photos) in CamVid's layout; return its folder"
+    check_int(n, 'n', least=2); check_int(size, 'size', least=8)
+    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+    dest = Path(tempfile.mkdtemp(prefix='shapes-')) if dest is None else Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty: make_shapes_segmentation writes into a new or empty folder")
+    if photos is None: photos = sorted(get_image_files(imagenette(verbose=False)/'train'))
+    if len(photos) < n: raise ValueError(f"n={n}, but only {len(photos)} photos were given")
+    rng = random.Random(seed)
+    chosen = [photos[i] for i in sorted(rng.sample(range(len(photos)), n))]
+    (dest/'images').mkdir(parents=True); (dest/'labels').mkdir()
+    names = []
+    for i, f in enumerate(chosen):
+        photo = Image.open(f).convert('RGB').resize((size, size), Image.BILINEAR)
+        img, mask = draw_shapes(photo, rng, **kwargs)
+        names.append(name := f'shapes_{i:04d}.png')
+        img.save(dest/'images'/name); mask.save(dest/'labels'/name)
+    (dest/'codes.txt').write_text('\n'.join(SHAPE_CODES) + '\n')
+    valid = sorted(rng.sample(names, max(1, round(n*valid_pct))))
+    (dest/'valid.txt').write_text('\n'.join(valid) + '\n')
+    return dest
+
+
+# %% ../nbs/00_data.ipynb #aeff4a23
+IMAGE_DIRS, LABEL_DIRS = ('images', 'image', 'imgs', 'img'), ('labels', 'label', 'masks', 'mask')
+
+def seg_folders(path:Path) -> tuple:
+    "`(images folder, labels folder)` of `path`, by the names accepted; None for either not there"
+    find = lambda names: next((path/n for n in names if (path/n).is_dir()), None)
+    return find(IMAGE_DIRS), find(LABEL_DIRS)
+
+def is_seg_folder(path:Path) -> bool:
+    "Whether `path` is laid out as a segmentation set: it has a labels folder (`labels/`, `masks/`, ...)"
+    return Path(path).is_dir() and seg_folders(Path(path))[1] is not None
+
+def _few(xs:list, n:int=5) -> str:
+    "The first `n` of `xs`, and how many there are if more"
+    return ', '.join(str(o) for o in xs[:n]) + (f', ... ({len(xs)} in all)' if len(xs) > n else '')
+
+def read_mask(fn:Path) -> Image.Image:
+    "Mask `fn` as an `L` image of its class indices (a palette image's indices, not its colours)"
+    with Image.open(fn) as f: im = f.copy()  # read now, and the file closed
+    if im.mode == 'L': return im
+    if im.mode not in ('P', '1', 'I', 'I;16'):
+        raise DataFolderError(f"mask {fn} is a {im.mode} image: a mask holds one class index per pixel "
+                              "(a greyscale L or palette P image), not colours")
+    a = np.asarray(im)
+    if a.max() > 255: raise DataFolderError(f"mask {fn} has value {int(a.max())}: at most 256 classes, 0-255")
+    return Image.fromarray(a.astype(np.uint8))
+
+
+# %% ../nbs/00_data.ipynb #3be57c6b
+def _pair_masks(images:list, img_dir:Path, lbl_dir:Path) -> dict:
+    "{image: its mask}, matched by place and stem (or stem + `_P`); an error names the images without one"
+    by = {}
+    for m in get_image_files(lbl_dir):
+        rel = m.relative_to(lbl_dir)
+        for stem in {m.stem, m.stem.removesuffix('_P')}: by.setdefault((rel.parent, stem), []).append(m)
+    pairs, missing = {}, []
+    for f in images:
+        rel = f.relative_to(img_dir)
+        ms = by.get((rel.parent, f.stem), [])
+        if len(ms) > 1: ms = [m for m in ms if m.stem == f.stem] or ms  # `x.png` before `x_P.png`
+        if len(ms) > 1: raise DataFolderError(f"image {f} has several masks: {_few(ms)}")
+        if ms: pairs[f] = ms[0]
+        else: missing.append(str(rel))
+    if missing:
+        raise DataFolderError(f"{lbl_dir}: no mask for {len(missing)} of the {len(images)} images of {img_dir}: "
+                              f"{_few(missing)} (a mask has its image's stem, or the stem + '_P', in any format)")
+    return pairs
+
+def _read_codes(path:Path) -> list|None:
+    "The class names in `path/codes.txt`, one a line; None without the file"
+    if not (path/'codes.txt').is_file(): return None
+    codes = [l.strip() for l in (path/'codes.txt').read_text().splitlines() if l.strip()]
+    if not codes: raise DataFolderError(f"{path/'codes.txt'} is empty: it should name a class a line, index 0 first")
+    return codes
+
+def _seg_valid(path:Path, files:list, img_dir:Path, valid_pct:float, seed:int) -> set:
+    "The images that validate: those `valid.txt` names, or a seeded `valid_pct` of them"
+    if (path/'valid.txt').is_file():
+        if valid_pct is not None:
+            raise DataFolderError(f"{path} has a valid.txt naming its validation images: valid_pct is only for a "
+                                  "folder without one")
+        names = {l.strip() for l in (path/'valid.txt').read_text().splitlines() if l.strip()}
+        valid = {f for f in files if f.name in names or str(f.relative_to(img_dir)) in names}
+        known = {f.name for f in files} | {str(f.relative_to(img_dir)) for f in files}
+        if unknown := sorted(names - known):
+            raise DataFolderError(f"{path/'valid.txt'} names {len(unknown)} image(s) not in {img_dir}: {_few(unknown)}")
+    else:
+        vp = 0.2 if valid_pct is None else valid_pct
+        if not 0 < vp < 1: raise DataFolderError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+        valid = {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
+    if not valid or len(valid) == len(files):
+        raise DataFolderError(f"{path}: {len(valid)} of its {len(files)} images validate: "
+                              "both training and validation need some")
+    return valid
+
+
+# %% ../nbs/00_data.ipynb #e5a2d3ed
+def seg_items(path:Path, # a segmentation folder, laid out as above
+              valid_pct:float=None, # without `valid.txt`: the fraction held out for validation (default 0.2)
+              seed:int=0, # seed of the `valid_pct` split
+             ) -> tuple:
+    "`(files, valid, masks, codes)`: the images, those that validate, `{image: mask}` and the class names, checked"
+    path = Path(path)
+    if not path.exists(): raise DataFolderError(f"data folder {path} does not exist")
+    if not path.is_dir(): raise DataFolderError(f"data folder {path} is not a folder")
+    img_dir, lbl_dir = seg_folders(path)
+    if lbl_dir is None: raise DataFolderError(f"{path} has no labels folder ({', '.join(n + '/' for n in LABEL_DIRS)})")
+    if img_dir is None: raise DataFolderError(f"{path} has a labels folder {lbl_dir.name}/ but no images folder "
+                                              f"beside it ({', '.join(n + '/' for n in IMAGE_DIRS)})")
+    files = sorted(get_image_files(img_dir))  # one order on every machine: the same `valid_pct` split
+    if not files: raise DataFolderError(f"{img_dir} holds no image files "
+                                        f"(looked for {', '.join(sorted(image_extensions)[:6])}, ... in any case)")
+    masks, codes = _pair_masks(files, img_dir, lbl_dir), _read_codes(path)
+    bad_size, top = [], {}
+    for f in files:
+        m = read_mask(masks[f])
+        if (si := Image.open(f).size) != m.size:
+            bad_size.append(f"{f.relative_to(img_dir)} {si[0]}x{si[1]} (mask {m.size[0]}x{m.size[1]})")
+        top[f] = int(np.asarray(m).max())
+    if bad_size: raise DataFolderError(f"{path}: {len(bad_size)} image(s) differ in size from their masks: "
+                                       f"{_few(bad_size)}")
+    if codes is not None and (over := [f for f in files if top[f] >= len(codes)]):
+        raise DataFolderError(f"{path/'codes.txt'} names {len(codes)} classes (mask values 0-{len(codes) - 1}), "
+                              f"but {len(over)} mask(s) have larger values: "
+                              f"{_few([f'{masks[f].name} (max {top[f]})' for f in over])}")
+    codes = codes or [str(i) for i in range(max(top.values()) + 1)]
+    if len(codes) < 2: raise DataFolderError(f"{path}: every mask pixel is 0 and there is no codes.txt: "
+                                             "segmentation needs two classes at least")
+    return files, _seg_valid(path, files, img_dir, valid_pct, seed), masks, codes
+
+
+# %% ../nbs/00_data.ipynb #195e8fa8
+def _mask_of(masks:dict, f:Path) -> Image.Image: return read_mask(masks[f])
+
+def seg_dls(path:Path, # a segmentation folder, see `seg_items`
+            size:int=64, # side of the square training crops
+            bs:int=64, # batch size
+            valid_pct:float=None, # see `seg_items`
+            valid_n:int=None, sample:float=1., seed:int=0, # see `select_items`
+            stats='imagenet', # 'imagenet', 'measure' (from the training images), or (mean, std)
+            min_scale:float=0.35, # smallest area fraction of a random resized crop
+            check:bool=True, # open every image before training, leaving out those that fail
+            **kwargs, # passed to `DataBlock.dataloaders`
+           ):
+    "Segmentation `DataLoaders` (images and masks) of a folder, with random resized crops, flips and normalisation"
+    files, valid, masks, codes = seg_items(path, valid_pct, seed)
+    files = select_items(files, valid, None, valid_n, sample, seed)
+    if check: files = readable(files)
+    mean, std = _stats(stats, [f for f in files if f not in valid], size)
+    dblock = DataBlock(blocks=(ImageBlock, MaskBlock(codes)), get_items=lambda _: L(files),
+                       get_y=partial(_mask_of, masks), splitter=FuncSplitter(valid.__contains__),
+                       item_tfms=None if size is None else RandomResizedCrop(size, min_scale=min_scale),
+                       batch_tfms=[Flip(), Normalize.from_stats(mean, std)])
+    return dblock.dataloaders(Path(path), bs=bs, **kwargs)
+

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
-from .compare import write_atomic
+from .compare import write_atomic, run_metric, scored, METRICS
 from .analysis import summarize, paired_t, signed_rank_p, holm, detectable
 
 # %% auto #0
@@ -94,7 +94,7 @@ def budget_trend(runs:list, # runs of a sweep with several budgets
                  alpha:float=0.05, # significance level, for the detectable trend
                 ) -> pd.DataFrame:
     "Per configuration, the per-seed change of its difference from `baseline` from the shortest to the longest budget"
-    acc = {(r['config'], int(r['seed']), int(r['epochs'])): r['accuracy'] for r in runs}
+    acc = {(r['config'], int(r['seed']), int(r['epochs'])): scored(r)['accuracy'] for r in runs}
     budgets = sorted({e for _, _, e in acc})
     if len(budgets) < 2: raise ValueError(f"a trend needs runs at two budgets at least, got {budgets}")
     lo, hi = budgets[0], budgets[-1]
@@ -134,7 +134,7 @@ def plot_budget(runs:list, # runs of a sweep with several budgets
         a.set_xscale('log', base=2); a.set_xticks(budgets); a.set_xticklabels([str(e) for e in budgets])
         a.minorticks_off(); a.tick_params(labelsize=10)
         a.set_xlabel('epochs (each budget a run of its own)', fontsize=11)
-    ax.set_ylabel(f'accuracy − {baseline} (points)', fontsize=11)
+    ax.set_ylabel(f"{METRICS[run_metric(runs)]['label']} − {baseline} (points)", fontsize=11)
     ax.set_title(f'Paired difference from {baseline}, 95% CI (filled: Holm p < {alpha:g})', fontsize=11)
     ax.legend(fontsize=10, loc='best', frameon=False)
     base = bc.drop_duplicates('epochs').sort_values('epochs')

@@ -14,6 +14,7 @@ from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from .checks import check_prob, check_tau, check_flag, check_generator, check_grid
 from .checks import check_fraction, check_fill, check_opacity, check_batch_fn, _desc
+from .checks import check_mask_fill
 from .boxes import Boxes, integral_image, region_scores, admissible, place_boxes, box_mask
 from .augment import BatchAugment, checked
 from .cutmix import CutMix
@@ -120,7 +121,7 @@ class _KeepSquare(BatchAugment):
 
 class KeepCutout(_KeepSquare):
     "Cutout whose square is drawn among the regions scoring at most the τ-quantile of the image's saliency"
-    fill, opacity = checked(check_fill), checked(check_opacity)
+    fill, opacity, mask_fill = checked(check_fill), checked(check_opacity), checked(check_mask_fill)
     anneal = _KeepSquare.anneal + ('opacity',)
     def __init__(self,
                  p:float=1., # chance that an image gets a cutout
@@ -130,8 +131,10 @@ class KeepCutout(_KeepSquare):
                  opacity:float=1., # weight of the fill over the image, in (0, 1]
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
                  grid:int=32, # candidate centres along each side, at most (see `keep_boxes`)
+                 # under the square in masks: None (unchanged), a class index, or 'ignore' (the loss's ignore_index)
+                 mask_fill:int|str|None=None,
                 ):
-        store_attr('p,size,tau,fill,opacity,mean,std,grid')
+        store_attr('p,size,tau,fill,opacity,mean,std,grid,mask_fill')
         self.check()
         self.boxes = None
 
@@ -187,6 +190,13 @@ class SelectivePaste(_KeepSquare):
                 ):
         store_attr('tfm,p,size,tau,grid')
         self.boxes = None
+
+    def check_targets(self, x:Tensor, yb:tuple):
+        "Refuse dense targets: what `tfm` does to the images, it cannot do to their masks"
+        super().check_targets(x, yb)
+        if self._dense: raise ValueError(
+            f"SelectivePaste cannot augment a batch with dense targets (target {self._dense[0]}, "
+            f"{_desc(yb[self._dense[0]])}): its tfm changes the images in ways it cannot apply to their masks")
 
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "Augment the batch (the images in `which`) and paste the salient region back"

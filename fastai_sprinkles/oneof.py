@@ -75,6 +75,15 @@ class OneOf(BatchAugment):
         "Every augmentation's check of the batch"
         for a in self.augs: a.check_batch(x)
 
+    def check_targets(self, x:Tensor, yb:tuple):
+        "Every augmentation's check of the targets: each finds the dense ones it edits"
+        super().check_targets(x, yb)
+        for a in self.augs: a.check_targets(x, yb)
+
+    def targets_edited(self):
+        "Tell every augmentation that the learner's targets were edited"
+        for a in self.augs: a.targets_edited()
+
     def augment(self, x:Tensor, which:Tensor|None=None) -> Tensor:
         "Draw each sample's augmentation, and let each change its share of the batch"
         K = len(self.augs)
@@ -82,6 +91,7 @@ class OneOf(BatchAugment):
         if which is not None: w = torch.where(which, w, K)
         n = (w[:, None] == torch.arange(K + 1, device=w.device)).sum(0)
         self.counts = n if self.counts is None else self.counts + n
-        out = x
-        for k in sorted(range(K), key=lambda k: not self.augs[k].mixes_labels): out = self.augs[k].augment(out, w == k)
+        out, order = x, sorted(range(K), key=lambda k: not self.augs[k].mixes_labels)
+        for k in order: self.augs[k].edits = []; out = self.augs[k].augment(out, w == k)
+        self.edits = [e for k in order for e in self.augs[k].edits]  # each touched only its own samples
         return out

@@ -18,8 +18,8 @@ from .restoring import Restoring
 from .augment import checked, lr_find_or_get_preds
 
 # %% auto #0
-__all__ = ['target_logit', 'saliency', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead', 'early_head_loss', 'unwrap_model',
-           'EarlyHeadTrainer', 'SaliencyHook']
+__all__ = ['mask_loglik', 'target_logit', 'saliency', 'lowres_saliency', 'first_block', 'run_to', 'EarlyHead', 'early_head_loss',
+           'unwrap_model', 'EarlyHeadTrainer', 'SaliencyHook']
 
 # %% ../nbs/05_saliency.ipynb #815051f4
 def _module_modes(model:nn.Module) -> list:
@@ -30,14 +30,31 @@ def _restore_modes(modes:list):
     "Give every module its recorded `training` flag back"
     for m, t in modes: m.training = t
 
-def target_logit(out:Tensor, # model output (B, n_classes)
-                 y:Tensor, # targets: (B,) class indices, or (B, n_classes) floats
+def mask_loglik(out:Tensor, # per-pixel scores (B, C, h, w) of a segmentation model
+                y:Tensor, # (B, H, W) integer mask, or (B, C, H, W) float map; resized to (h, w) if it differs
+               ) -> Tensor:
+    "The log-likelihood of the mask `y` under `out`, summed over the pixels: minus the summed per-pixel loss"
+    out, size = out.float(), out.shape[-2:]
+    if y.ndim == 3 and not y.is_floating_point():
+        if y.shape[-2:] != size: y = F.interpolate(y[:, None].float(), size=size, mode='nearest')[:, 0].long()
+        ok = (y >= 0) & (y < out.shape[1])  # a label that is no class (an ignore index) does not count
+        return (F.log_softmax(out, 1).gather(1, y.long().clamp(0, out.shape[1] - 1)[:, None])[:, 0]*ok).sum()
+    if y.ndim == 4 and y.shape[1] == out.shape[1]:
+        if y.shape[-2:] != size: y = F.interpolate(y.float(), size=size, mode='bilinear', align_corners=False)
+        if y.shape[1] == 1: return -F.binary_cross_entropy_with_logits(out, y.float(), reduction='sum')
+        return (F.log_softmax(out, 1)*y.float()).sum()  # soft labels: cross-entropy with probabilities
+    raise ValueError(f"y must be a (B, H, W) integer mask or a (B, {out.shape[1]}, H, W) float map for a model that "
+                     f"outputs per-pixel scores {tuple(out.shape)}, got shape {tuple(y.shape)}")
+
+def target_logit(out:Tensor, # model output (B, n_classes), or (B, n_classes, h, w) for segmentation
+                 y:Tensor, # targets: (B,) class indices, (B, n_classes) floats, or a mask (see `mask_loglik`)
                 ) -> Tensor:
-    "The sum over the batch of each sample's label logit (or target-weighted logits for float targets)"
+    "The sum over the batch of each sample's label logit (or target-weighted logits); a mask's log-likelihood"
     # fastai's TensorImage and TensorCategory do not mix in `gather`
     out, y = out.as_subclass(Tensor), y.as_subclass(Tensor)
-    if out.ndim != 2:
-        raise ValueError(f"saliency needs a model that outputs (B, n_classes) logits, got shape {tuple(out.shape)}")
+    if out.ndim == 4: return mask_loglik(out, y)
+    if out.ndim != 2: raise ValueError(f"saliency needs a model that outputs (B, n_classes) logits or (B, n_classes, "
+                                       f"H, W) per-pixel scores, got shape {tuple(out.shape)}")
     if y.is_floating_point():
         if y.shape != out.shape:
             raise ValueError(f"y (float targets) must have the output's shape {tuple(out.shape)}, got {tuple(y.shape)}")
@@ -52,7 +69,7 @@ def saliency(model:nn.Module, # the network: maps the batch to (B, n_classes) lo
              y:Tensor, # targets: (B,) class indices, or (B, n_classes) floats
              head=None, # a function of `x` giving the logits instead of `model(x)` (e.g. an early head)
             ) -> Tensor:
-    "`(B, H, W)` float32 map of |d logit_y / d x|, max over channels; parameters, buffers and modes untouched"
+    "`(B, H, W)` float32 map of |d logit_y / d x| (|d log p(mask) / d x| for masks), max over channels; model untouched"
     check_x(x)
     if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if head is not None and not callable(head):
@@ -194,9 +211,16 @@ class EarlyHeadTrainer(Restoring):
     after_cancel_fit = after_fit = restore
 
 # %% ../nbs/05_saliency.ipynb #406dab3a
+def _image_labels(y:Tensor):
+    "Raise unless `y` holds labels of whole images, the only targets an early head (pooled, linear) can predict"
+    if y.ndim > 2: raise ValueError(
+        f"the early head predicts one label per image, so it cannot learn or map dense targets (segmentation masks), "
+        f"got targets of shape {tuple(y.shape)}: use SaliencyHook('lowres') or SaliencyHook('full') for segmentation")
+
 @patch
 def make_head(self:EarlyHeadTrainer, act:Tensor, y:Tensor):
     "A new `head` for activations like `act` of `block`, one output per class of targets `y`, and its Adam `head_opt`"
+    _image_labels(y)
     dls = getattr(self.learn, 'dls', None) if self.learn is not None else None
     n_out = y.shape[1] if y.is_floating_point() else (getattr(dls, 'c', None) or int(y.max()) + 1)
     self.head = EarlyHead(act.shape[1], n_out).to(act.device)
@@ -300,6 +324,7 @@ def compute(self:SaliencyHook, x:Tensor, y:Tensor) -> Tensor:
     with _autocast(self.learn, x.device.type):
         if self.mode == 'full': return saliency(model, x, y)
         if self.mode == 'lowres': return lowres_saliency(model, x, y, self.factor)
+        _image_labels(y)
         if t is None:
             raise ValueError("mode='early' maps with the head of an EarlyHeadTrainer: fit with the hook first")
         if t.head is None: t.make_head(run_to(model, t.block, x.detach()), y)  # the first batch: an untrained head

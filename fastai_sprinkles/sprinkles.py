@@ -14,6 +14,7 @@ from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.schedule import SchedLin
 from .checks import check_prob, check_n, check_size, check_fill, check_opacity, check_int, check_sched
+from .checks import check_mask_fill
 from .fills import sprinkle, _sprinkle
 from .anneal import sched_value, sched_pct
 from .augment import BatchAugment, checked, split_rng, normalize_stats  # noqa: F401 (the last two lived here)
@@ -53,7 +54,7 @@ def _check_holes(v, name:str): check_n(_whole(v), name)
 class ProgressiveSprinkles(BatchAugment):
     "Cut many small squares out of each training image, with a probability, count and size that grow over training"
     p, n, size = checked(scheduled(check_prob)), checked(scheduled(_check_holes)), checked(scheduled(check_size))
-    opacity, fill = checked(scheduled(check_opacity)), checked(check_fill)
+    opacity, fill, mask_fill = checked(scheduled(check_opacity)), checked(check_fill), checked(check_mask_fill)
     every, steps = checked(partial(check_int, least=1, none=True)), checked(partial(check_int, least=1, none=True))
     anneal = ('p', 'n', 'size', 'opacity')
     def __init__(self,
@@ -69,11 +70,13 @@ class ProgressiveSprinkles(BatchAugment):
                  # cut training into `steps` equal stages (default: 10 with the recipe, else per batch)
                  steps:int|None=None,
                  mean=None, std=None, # normalisation stats; None: from the DataLoaders' `Normalize`, if any
+                 # under the holes in masks: None (unchanged), a class index, or 'ignore' (the loss's ignore_index)
+                 mask_fill:int|str|None=None,
                 ):
         r = sprinkles_recipe()
         if steps is None and every is None and all(o is None for o in (p, n, size)): steps = r['steps']
         p, n, size = (r[k] if v is None else v for k, v in zip(('p', 'n', 'size'), (p, n, size)))
-        store_attr('p,n,size,fill,opacity,every,steps,mean,std')
+        store_attr('p,n,size,fill,opacity,every,steps,mean,std,mask_fill')
         self.check()
 
     def values(self, pct:float) -> dict:
@@ -94,7 +97,8 @@ class ProgressiveSprinkles(BatchAugment):
         where, stride = self.where(x, side, side) or (None, 1)
         mean, std = self.stats()
         res = _sprinkle(x, v['p'], v['n'], v['size'], fill=self.fill, opacity=v['opacity'], mean=mean, std=std,
-                        which=which, where=where, stride=stride)
+                        which=which, where=where, stride=stride, return_mask=self.masks_change)
+        if self.masks_change: self.holes(res.mask)
         self.coverage = res.coverage
         self.log(pct=pct, **v, coverage=res.coverage.mean())
         return res.x
@@ -128,4 +132,4 @@ def fixed_sprinkles(cb:ProgressiveSprinkles, # the progressive callback to match
         raise ValueError(f"no fixed probability matches: the values at {at} cover {full:.2%} when always applied, "
                          f"less than the progressive run's average; choose a later `at`")
     return ProgressiveSprinkles(p=p, n=v['n'], size=v['size'], fill=cb.fill, opacity=v['opacity'], mean=cb.mean,
-                                std=cb.std)
+                                std=cb.std, mask_fill=cb.mask_fill)

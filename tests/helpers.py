@@ -57,3 +57,14 @@ AUGMENTATIONS = {
     'selective-paste': lambda: [SaliencyHook('full'), SelectivePaste(flip_dim, size=.4)],
     'gridmask':        lambda: [GridMask()],
 }
+
+# name -> the callbacks of one configuration of each augmentation on segmentation batches (masks of the images' size),
+# made fresh. Read by the segmentation suites: a real `unet_learner` in fp32 and bf16 with export and `load_learner`
+# (test_segmentation), no host sync on the device path (test_no_sync). Each changes every training batch and its masks.
+SEG_AUGMENTATIONS = {
+    'sprinkles-ignore': lambda: [ProgressiveSprinkles(p=1., n=(1, 3), size=.25, mask_fill='ignore')],
+    'cutmix':           lambda: [CutMix()],
+    'oneof':            lambda: [OneOf([CutMix(), ProgressiveSprinkles(p=1., n=2, size=.25, mask_fill=0)],
+                                       ps=[.5, .5])],
+    'keep-cutout':      lambda: [SaliencyHook('lowres'), KeepCutout(size=.4, mask_fill=0)],
+}

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 NB = ROOT/'nbs'/'09_bad_input.ipynb'
 NAMES = ('CALLS', 'ENV', 'CASES', 'NON_IMAGE', 'NON_IMAGE_ERROR', 'KNOWN_GAPS',
-         'run_case', 'names', 'non_image_dls', 'non_image_model', 'run_non_image')
+         'run_case', 'names', 'non_image_dls', 'non_image_model', 'run_non_image', 'DENSE', 'run_dense')
 
 def _defined(src, name):
     "The node that defines `name` at the top level of `src` (the value of an assignment, or a function), or None"
@@ -40,7 +40,7 @@ def load_table(nb=NB) -> dict:
 
 _ns = load_table()
 (CALLS, ENV, CASES, NON_IMAGE, NON_IMAGE_ERROR, KNOWN_GAPS,
- run_case, names, non_image_dls, non_image_model, run_non_image) = (_ns[n] for n in NAMES)
+ run_case, names, non_image_dls, non_image_model, run_non_image, DENSE, run_dense) = (_ns[n] for n in NAMES)
 FUNCS = {name: _ns[name] for name in CALLS}
 
 # ---------------------------------------------------------------- the tests
@@ -68,6 +68,15 @@ def test_non_image_batch_is_a_clear_error(cbs, batch):
     assert f"got a 2-D {'torch.float32' if batch == 'tabular' else 'torch.int64'} tensor of shape (8, " in str(err)
     assert not moved  # refused before the first step
 
+@pytest.mark.parametrize('cbs,target,loss,error,message', [_param(c, c[:3]) for c in DENSE])
+def test_segmentation_target_that_cannot_be_handled_is_a_clear_error(cbs, target, loss, error, message):
+    """A dense target of the wrong form or size, a `mask_fill` the target or the loss cannot take, an augmentation that
+    cannot change masks: refused at the first batch (or `before_fit`), naming the target or the parameter"""
+    err, moved = run_dense(cbs, target, loss)
+    assert err is not None, f"{cbs} trained on a {target} target"
+    assert type(err).__name__ == error and message in str(err), f"{type(err).__name__}: {err}"
+    assert not moved  # refused before the first step
+
 def test_every_public_parameter_is_tried():
     "Each parameter of each function in the table has at least one bad value (a new parameter needs its row)"
     assert set(CALLS) == {c[0] for c in CASES}
@@ -80,7 +89,7 @@ def test_every_public_parameter_is_tried():
 
 def test_known_gaps_are_cases_and_the_valid_calls_run():
     "Every known gap is a case of a table, and every valid call, without a bad value, runs"
-    keys = {c[:3] for c in CASES} | set(NON_IMAGE)
+    keys = {c[:3] for c in CASES} | set(NON_IMAGE) | {c[:3] for c in DENSE}
     assert set(KNOWN_GAPS) <= keys, sorted(set(KNOWN_GAPS) - keys)
     for name, call in CALLS.items():
         with warnings.catch_warnings():

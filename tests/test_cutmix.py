@@ -391,16 +391,20 @@ def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match='which must be None or a'):
         cutmix(torch.zeros(3, 1, 4, 4), which=torch.ones(2, dtype=bool))
 
-@pytest.mark.parametrize('y, msg', [
-    (torch.zeros(8, 16, 16, dtype=torch.long), 'integer targets must be one class index per sample'),
-    (torch.zeros(8, 2, 3, 3), r'float targets must be \(B,\) or \(B, n_labels\)'),
-    (torch.zeros(8, 4, dtype=torch.bool), 'use float multi-label targets'),
+NOT_DENSE = r'is not a dense target of these images'  # the base's refusal of a target that looks dense but is not
+
+@pytest.mark.parametrize('y, fit_msg, msg', [
+    # a mask of another size than the images: the base refuses it; mix_mode alone refuses it as a label
+    (torch.zeros(8, 8, 8, dtype=torch.long), NOT_DENSE, 'integer targets must be one class index per sample'),
+    (torch.zeros(8, 2, 3, 3), NOT_DENSE, r'float targets must be \(B,\) or \(B, n_labels\)'),
+    (torch.zeros(8, 4, dtype=torch.bool), 'use float multi-label targets', 'use float multi-label targets'),
 ])
-def test_unmixable_targets(y, msg):
+def test_unmixable_targets(y, fit_msg, msg):
     x = torch.randn(8, 3, 16, 16)
     dls = DataLoaders(TfmdDL(TensorDataset(x, y), bs=8), TfmdDL(TensorDataset(x, y), bs=8))
     learn = Learner(dls, tiny_net(), loss_func=lambda p, t: p.sum(), cbs=CutMix())
-    with pytest.raises(ValueError, match=msg): quiet(learn, 'fit', 1)
+    with pytest.raises(ValueError, match=fit_msg): quiet(learn, 'fit', 1)
+    with pytest.raises(ValueError, match=msg): mix_mode((y,), 8)
     with pytest.raises(ValueError, match='cannot mix target 0'): mix_mode((y,), 8)
     with pytest.raises(ValueError, match='first dim 8'): mix_mode((torch.zeros(7),), 8)
     with pytest.raises(ValueError, match='yb is empty'): mix_mode((), 8)

@@ -208,3 +208,121 @@ def test_measured_stats(tmp_path):
     norm = [t for t in dls.train.after_batch.fs if type(t).__name__ == 'Normalize'][0]
     assert norm.mean.flatten().tolist() != pytest.approx([0.485, 0.456, 0.406], abs=0.01)
     with pytest.raises(ValueError, match="stats must be"): d.folder_dls(root, size=8, valid_pct=0.2, stats='cifar')
+
+# ---------------------------------------------------------------- the synthetic segmentation set
+
+def photos(root:Path, n=6):
+    "A few plain photos of odd sizes and modes to draw shapes on"
+    root.mkdir(parents=True)
+    for i in range(n): Image.new('RGB' if i % 2 else 'L', (40 + 7*i, 30 + 5*i), 40*i).save(root/f'p{i}.jpg')
+    return sorted(root.iterdir())
+
+def test_shapes_segmentation_layout_masks_and_seed(tmp_path):
+    import numpy as np
+    ps = photos(tmp_path/'photos')
+    a = d.make_shapes_segmentation(tmp_path/'a', n=5, size=24, seed=3, photos=ps)
+    b = d.make_shapes_segmentation(tmp_path/'b', n=5, size=24, seed=3, photos=ps)
+    c = d.make_shapes_segmentation(tmp_path/'c', n=5, size=24, seed=4, photos=ps)
+    names = sorted(o.name for o in (a/'images').iterdir())
+    assert names == sorted(o.name for o in (a/'labels').iterdir()) and len(names) == 5
+    assert (a/'codes.txt').read_text().split() == list(d.SHAPE_CODES)
+    assert (a/'valid.txt').read_text().split() and set((a/'valid.txt').read_text().split()) <= set(names)
+    masks = [np.asarray(Image.open(a/'labels'/o)) for o in names]
+    assert all(m.shape == (24, 24) and m.max() < len(d.SHAPE_CODES) for m in masks)
+    assert all((m > 0).any() for m in masks)  # every image has at least one shape
+    assert Image.open(a/'images'/names[0]).size == (24, 24) and Image.open(a/'images'/names[0]).mode == 'RGB'
+    same = [(a/s/o).read_bytes() == (b/s/o).read_bytes() for s in ('images', 'labels') for o in names]
+    assert all(same) and (a/'valid.txt').read_text() == (b/'valid.txt').read_text()
+    assert any((a/'labels'/o).read_bytes() != (c/'labels'/o).read_bytes() for o in names)
+
+def test_shapes_are_drawn_where_the_mask_says():
+    import random, numpy as np
+    photo = Image.new('RGB', (48, 48), (0, 0, 0))
+    img, mask = d.draw_shapes(photo, random.Random(0), n_shapes=(3, 3))
+    x, m = np.asarray(img), np.asarray(mask)
+    assert (x[m == 0] == 0).all()  # outside the shapes the photo is untouched
+    assert set(np.unique(m)) - {0}  # some shape was drawn
+    assert np.asarray(photo).max() == 0  # the photo given is not changed
+
+def test_shapes_segmentation_bad_arguments(tmp_path):
+    ps = photos(tmp_path/'photos', n=3)
+    (tmp_path/'full').mkdir(); (tmp_path/'full'/'x').write_text('x')
+    with pytest.raises(FileExistsError, match='not empty'): d.make_shapes_segmentation(tmp_path/'full', n=2, photos=ps)
+    with pytest.raises(ValueError, match='only 3 photos'): d.make_shapes_segmentation(tmp_path/'n', n=4, photos=ps)
+    with pytest.raises(ValueError, match='valid_pct'):
+        d.make_shapes_segmentation(tmp_path/'v', n=2, valid_pct=1, photos=ps)
+    with pytest.raises(ValueError, match='size'): d.make_shapes_segmentation(tmp_path/'s', n=2, size=2, photos=ps)
+
+# ---------------------------------------------------------------- segmentation folders
+
+def make_seg(root:Path, n=6, size=(16, 12), codes=('background', 'a', 'b'), mask_suffix='', images='images',
+             labels='labels', valid=None):
+    "A segmentation folder: image i has a mask whose values are 0 and i % 3"
+    import numpy as np
+    (root/images).mkdir(parents=True); (root/labels).mkdir()
+    for i in range(n):
+        Image.new('RGB', size, (20*i, 0, 0)).save(root/images/f'im{i}.jpg')
+        m = np.zeros(size[::-1], np.uint8); m[:size[1]//2] = i % 3
+        Image.fromarray(m).save(root/labels/f'im{i}{mask_suffix}.png')
+    if codes is not None: (root/'codes.txt').write_text('\n'.join(codes) + '\n')
+    if valid is not None: (root/'valid.txt').write_text('\n'.join(valid) + '\n')
+    return root
+
+def test_seg_folder_is_read_and_split(tmp_path):
+    root = make_seg(tmp_path/'s', valid=['im1.jpg', 'im4.jpg'])
+    assert d.is_seg_folder(root) and not d.is_seg_folder(make_folder(tmp_path/'cls'))
+    files, valid, masks, codes = d.seg_items(root)
+    assert [f.name for f in files] == [f'im{i}.jpg' for i in range(6)] and codes == ['background', 'a', 'b']
+    assert sorted(f.name for f in valid) == ['im1.jpg', 'im4.jpg']
+    assert all(masks[f].stem == f.stem for f in files)
+    (root/'valid.txt').unlink()
+    v1, v2 = d.seg_items(root)[1], d.seg_items(root)[1]
+    assert v1 == v2 and len(v1) == 1 and len(d.seg_items(root, valid_pct=.5)[1]) == 3
+
+def test_seg_conventions_camvid_suffix_palette_subfolders_and_codes_from_values(tmp_path):
+    import numpy as np
+    root = make_seg(tmp_path/'s', codes=None, mask_suffix='_P', images='img', labels='masks')
+    (root/'img'/'sub').mkdir(); (root/'masks'/'sub').mkdir()
+    Image.new('RGB', (16, 12)).save(root/'img'/'sub'/'x.png')
+    pal = Image.fromarray(np.full((12, 16), 4, np.uint8)).convert('P')  # palette index 4, not the colour's grey
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 200, 200, 200] + [0]*(256*3 - 15))
+    pal.save(root/'masks'/'sub'/'x_P.png')
+    files, valid, masks, codes = d.seg_items(root)
+    assert codes == ['0', '1', '2', '3', '4'] and masks[root/'img'/'sub'/'x.png'].name == 'x_P.png'
+    assert np.asarray(d.read_mask(root/'masks'/'sub'/'x_P.png')).max() == 4
+    dls = d.seg_dls(root, size=8, bs=2, num_workers=0)
+    x, y = dls.one_batch()
+    assert x.shape == (2, 3, 8, 8) and y.shape == (2, 8, 8) and type(y).__name__ == 'TensorMask'
+
+@pytest.mark.parametrize('case,match', [
+    ('missing masks', r"no mask for 2 of the 6 images of .*: im0.jpg, im3.jpg"),
+    ('sizes differ', r"1 image\(s\) differ in size from their masks: im2.jpg 16x12 \(mask 10x10\)"),
+    ('codes too few', r"codes.txt names 2 classes \(mask values 0-1\), but 2 mask\(s\) have larger values: "
+                      r"im2.png \(max 2\), im5.png \(max 2\)"),
+    ('empty', 'holds no image files'), ('no images folder', 'no images folder'), ('no labels folder', 'no labels'),
+    ('rgb mask', 'is a RGB image: a mask holds one class index per pixel'),
+    ('unknown valid', r"valid.txt names 1 image\(s\) not in .*: nope.jpg"),
+    ('all valid', 'both training and validation need some'),
+    ('one class', 'segmentation needs two classes at least'), ('empty codes', 'codes.txt is empty'),
+    ('valid_pct and valid.txt', 'valid_pct is only for a folder without one'),
+    ('two masks', 'has several masks')])
+def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
+    import numpy as np
+    root = make_seg(tmp_path/'s')
+    kw = {}
+    if case == 'missing masks': (root/'labels'/'im0.png').unlink(); (root/'labels'/'im3.png').unlink()
+    elif case == 'sizes differ': Image.new('L', (10, 10)).save(root/'labels'/'im2.png')
+    elif case == 'codes too few': (root/'codes.txt').write_text('background\nshape\n')
+    elif case == 'empty': shutil.rmtree(root/'images'); (root/'images').mkdir()
+    elif case == 'no images folder': shutil.rmtree(root/'images')
+    elif case == 'no labels folder': shutil.rmtree(root/'labels'); root = root/'images'
+    elif case == 'rgb mask': Image.new('RGB', (16, 12)).save(root/'labels'/'im1.png')
+    elif case == 'unknown valid': (root/'valid.txt').write_text('im1.jpg\nnope.jpg\n')
+    elif case == 'all valid': (root/'valid.txt').write_text('\n'.join(f'im{i}.jpg' for i in range(6)))
+    elif case == 'one class':
+        (root/'codes.txt').unlink()
+        for i in range(6): Image.fromarray(np.zeros((12, 16), np.uint8)).save(root/'labels'/f'im{i}.png')
+    elif case == 'empty codes': (root/'codes.txt').write_text('\n')
+    elif case == 'valid_pct and valid.txt': (root/'valid.txt').write_text('im1.jpg\n'); kw = dict(valid_pct=.3)
+    elif case == 'two masks': Image.new('L', (16, 12)).save(root/'labels'/'im1.bmp')
+    with pytest.raises(d.DataFolderError, match=match): d.seg_items(root, **kw)

@@ -1,5 +1,6 @@
 """No callback makes the host wait for the device in `before_batch` or `after_loss`, on the path a GPU takes; nor does
-`EarlyHeadTrainer` in `before_backward` or `after_step`, in fp32.
+`EarlyHeadTrainer` in `before_backward` or `after_step`, in fp32. Segmentation batches (masks edited with the images,
+`SEG_AUGMENTATIONS`) are guarded alike.
 
 The test runs on the CPU. `HOST_PATHS = False` sends CPU tensors down the device paths (every choice between a host
 and a device path is `boxes.on_host`), and a `TorchDispatchMode` fails on every operator that reads a device value
@@ -19,7 +20,8 @@ from fastai.vision.models.xresnet import ResBlock
 import fastai_sprinkles.boxes as boxes
 from fastai_sprinkles.all import (ProgressiveSprinkles, CutMix, OneOf, SaliencyHook, EarlyHeadTrainer, KeepCutout,
                                   KeepCutMix, Annealer, fixed_sprinkles, on_host)
-from helpers import quiet, AUGMENTATIONS
+from fastai.torch_core import TensorMask
+from helpers import quiet, cb, AUGMENTATIONS, SEG_AUGMENTATIONS
 
 aten = torch.ops.aten
 SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.unique_consecutive, aten._unique2,
@@ -144,3 +146,34 @@ def test_no_sync_in_the_hot_path(name, monkeypatch):
     assert calls.get('before_batch', 0) >= 2*N//24, calls  # it ran (and was guarded) at every training batch
     if 'early' in name or 'trainer' in name:  # the early head was trained, guarded, at every training batch
         assert calls.get('before_backward', 0) == calls.get('after_step', 0) == 2*N//BS, calls
+
+SEG_CONFIGS = {  # each segmentation configuration of the registry, and variants of this suite
+    **SEG_AUGMENTATIONS,
+    'seg-keep-cutmix':  lambda: [SaliencyHook('lowres'), KeepCutMix()],
+    'seg-sprinkles-noise': lambda: [ProgressiveSprinkles(p=1., n=(2, 5), size=.2, fill='noise', mask_fill=1)],
+    'seg-cutmix-roll':  lambda: [CutMix(pairing='roll')],
+}
+
+def seg_learner(cbs):
+    "A fully convolutional net on random images with masks of 3 classes"
+    set_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(N + 16, 3, SIZE, SIZE, generator=g), torch.randint(0, 3, (N + 16, SIZE, SIZE), generator=g)
+    tfms = [Normalize.from_stats([.5]*3, [.25]*3, cuda=False)]
+    y = TensorMask(y)
+    dls = DataLoaders(TfmdDL(list(zip(x[:N], y[:N])), bs=BS, shuffle=True, after_batch=tfms),
+                      TfmdDL(list(zip(x[N:], y[N:])), bs=BS, after_batch=tfms))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(axis=1, ignore_index=255), cbs=cbs)
+
+@pytest.mark.parametrize('name', list(SEG_CONFIGS))
+def test_no_sync_on_segmentation_batches(name, monkeypatch):
+    monkeypatch.setattr(boxes, 'HOST_PATHS', False)
+    cbs, calls, seen = SEG_CONFIGS[name](), {}, []
+    for c in cbs: guard(c, calls)
+    learn = seg_learner(cbs)
+    rec = cb(50, before_batch=lambda c: seen.append(c.yb[0].clone()) if c.training else None)  # after them
+    quiet(learn, 'fit', 2, 1e-2, cbs=rec)
+    assert calls.get('before_batch', 0) >= 2*N//24, calls
+    assert len(seen) == 2*N//BS and all(y.shape == (BS, SIZE, SIZE) for y in seen)
+    assert any(bool((y == 255).any()) for y in seen) == (name == 'sprinkles-ignore')  # masks edited on this path
