@@ -71,7 +71,7 @@ class Profile:
         if self.stats != 'imagenet': extra['stats'] = self.stats
         return dict(data=self.data, size=self.size, sample=self.sample, **extra)
 
-SEG_LR = 1e-3  # the peak learning rate on a segmentation folder, when neither `--lr` nor ... gives one
+SEG_LR = 1e-3  # peak learning rate of the U-Nets on a segmentation folder, unless `--lr` gives one
 
 BUDGET_CONFIGS = ('none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout')
 

@@ -26,8 +26,8 @@ from .saliency import SaliencyHook
 from .keep import KeepCutout
 
 # %% auto #0
-__all__ = ['ARCHS', 'SEG_ARCHS', 'METRICS', 'SEG_REFUSED', 'CONFIGS', 'xresnet18_half', 'RunStats', 'train_run', 'is_seg_dls',
-           'seg_refusals', 'make_learner', 'run_metric', 'scored', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
+__all__ = ['ARCHS', 'SEG_ARCHS', 'METRICS', 'SEG_REFUSED', 'CONFIGS', 'xresnet18_half', 'RunStats', 'is_seg_dls', 'seg_refusals',
+           'make_learner', 'run_metric', 'scored', 'train_run', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
            'save_runs', 'load_runs', 'merge_runs', 'environment', 'parse_shard', 'shard_grid', 'run_sweep']
 
 # %% ../nbs/07_compare.ipynb #440e596d
@@ -102,44 +102,6 @@ class RunStats(Restoring):
 
     def after_fit(self): self.restore()
 
-# %% ../nbs/07_compare.ipynb #82d4fe22
-def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
-              cbs:list=None, # callbacks for `fit_one_cycle`: the configuration's, timed by `RunStats`
-              # transforms added to the training DataLoader's batch transforms (e.g. `RandomErasing`)
-              batch_tfms:list=None,
-              epochs:int=5, # number of epochs
-              bs:int=64, # batch size
-              lr:float=8e-3, # peak learning rate of the one-cycle schedule
-              # a key of `ARCHS` (of `SEG_ARCHS` for segmentation), or a function of `n_out` that returns a model
-              # (for segmentation, an encoder for `unet_learner`)
-              arch='xresnet18',
-              seed:int=0, # seeds Python, NumPy and torch: weights, shuffling and augmentations
-              quiet:bool=True, # hide fastai's progress bars and epoch table
-             ) -> dict:
-    "Train a model from scratch and return its metric (accuracy, or Dice for masks), loss, timings and learning curve"
-    if isinstance(arch, str) and arch not in ARCHS and arch not in SEG_ARCHS:
-        raise ValueError(f"arch must be one of {list(ARCHS)} (or for segmentation {list(SEG_ARCHS)}), got {arch!r}")
-    set_seed(seed, reproducible=True)
-    dls = make_dls(bs=bs)
-    for t in batch_tfms or []: dls.train.after_batch.add(t)  # sorted by `order`: RandomErasing after Normalize
-    cbs = list(cbs or [])
-    learn, metric = make_learner(dls, arch, cbs)
-    st = RunStats(cbs, metric=learn.metrics[0].name)
-    start = time.perf_counter()
-    with (learn.no_bar() if quiet else contextlib.nullcontext(),
-          learn.no_logging() if quiet else contextlib.nullcontext()):
-        learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
-    wall, train_s = time.perf_counter() - start, sum(st.train_s)
-    m = METRICS[metric]
-    return dict(**({} if metric == 'accuracy' else dict(metric=metric)),  # classification records as they were
-                **{metric: st.accs[-1], m['best']: max(st.accs)}, valid_loss=st.losses[-1],
-                train_loss=st.train_losses[-1],
-                wall_s=wall, epoch_s=st.times[-1]/epochs, cpu_s=st.cpu_times[-1], train_cpu_s=sum(st.train_cpu_s),
-                imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
-                aug_frac=sum(st.aug_s)/train_s, **{m['curve']: st.accs}, losses=st.losses, train_losses=st.train_losses,
-                times=st.times, cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds),
-                n_valid=len(dls.valid_ds))
-
 # %% ../nbs/07_compare.ipynb #09c5f706
 SEG_ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'xresnet18': xresnet18, 'xresnet18-half': xresnet18_half}
 
@@ -186,6 +148,44 @@ def scored(r:dict) -> dict:
     if m == 'accuracy': return r
     return {**r, 'accuracy': r[m], 'best_accuracy': r[METRICS[m]['best']], 'accs': r[METRICS[m]['curve']]}
 
+
+# %% ../nbs/07_compare.ipynb #82d4fe22
+def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
+              cbs:list=None, # callbacks for `fit_one_cycle`: the configuration's, timed by `RunStats`
+              # transforms added to the training DataLoader's batch transforms (e.g. `RandomErasing`)
+              batch_tfms:list=None,
+              epochs:int=5, # number of epochs
+              bs:int=64, # batch size
+              lr:float=8e-3, # peak learning rate of the one-cycle schedule
+              # a key of `ARCHS` (of `SEG_ARCHS` for segmentation), or a function of `n_out` that returns a model
+              # (for segmentation, an encoder for `unet_learner`)
+              arch='xresnet18',
+              seed:int=0, # seeds Python, NumPy and torch: weights, shuffling and augmentations
+              quiet:bool=True, # hide fastai's progress bars and epoch table
+             ) -> dict:
+    "Train a model from scratch and return its metric (accuracy, or Dice for masks), loss, timings and learning curve"
+    if isinstance(arch, str) and arch not in ARCHS and arch not in SEG_ARCHS:
+        raise ValueError(f"arch must be one of {list(ARCHS)} (or for segmentation {list(SEG_ARCHS)}), got {arch!r}")
+    set_seed(seed, reproducible=True)
+    dls = make_dls(bs=bs)
+    for t in batch_tfms or []: dls.train.after_batch.add(t)  # sorted by `order`: RandomErasing after Normalize
+    cbs = list(cbs or [])
+    learn, metric = make_learner(dls, arch, cbs)
+    st = RunStats(cbs, metric=learn.metrics[0].name)
+    start = time.perf_counter()
+    with (learn.no_bar() if quiet else contextlib.nullcontext(),
+          learn.no_logging() if quiet else contextlib.nullcontext()):
+        learn.fit_one_cycle(epochs, lr, cbs=cbs + [st])  # `st` restores the timed callbacks even on an interrupt
+    wall, train_s = time.perf_counter() - start, sum(st.train_s)
+    m = METRICS[metric]
+    return dict(**({} if metric == 'accuracy' else dict(metric=metric)),  # classification records as they were
+                **{metric: st.accs[-1], m['best']: max(st.accs)}, valid_loss=st.losses[-1],
+                train_loss=st.train_losses[-1],
+                wall_s=wall, epoch_s=st.times[-1]/epochs, cpu_s=st.cpu_times[-1], train_cpu_s=sum(st.train_cpu_s),
+                imgs_per_s=sum(st.n_imgs)/train_s, train_s=train_s, aug_s=sum(st.aug_s),
+                aug_frac=sum(st.aug_s)/train_s, **{m['curve']: st.accs}, losses=st.losses, train_losses=st.train_losses,
+                times=st.times, cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds),
+                n_valid=len(dls.valid_ds))
 
 # %% ../nbs/07_compare.ipynb #af1a443a
 def bs_ramp(r) -> Annealer:

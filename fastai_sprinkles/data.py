@@ -389,8 +389,9 @@ def seg_folders(path:Path) -> tuple:
     return find(IMAGE_DIRS), find(LABEL_DIRS)
 
 def is_seg_folder(path:Path) -> bool:
-    "Whether `path` is laid out as a segmentation set: it has a labels folder (`labels/`, `masks/`, ...)"
-    return Path(path).is_dir() and seg_folders(Path(path))[1] is not None
+    "Whether `path` is laid out as a segmentation set: it has both an images and a labels folder"
+    # both: a classifier's folder may well have a class named `mask` (faces with and without)
+    return Path(path).is_dir() and None not in seg_folders(Path(path))
 
 def _few(xs:list, n:int=5) -> str:
     "The first `n` of `xs`, and how many there are if more"

@@ -271,6 +271,7 @@ def make_seg(root:Path, n=6, size=(16, 12), codes=('background', 'a', 'b'), mask
 def test_seg_folder_is_read_and_split(tmp_path):
     root = make_seg(tmp_path/'s', valid=['im1.jpg', 'im4.jpg'])
     assert d.is_seg_folder(root) and not d.is_seg_folder(make_folder(tmp_path/'cls'))
+    assert not d.is_seg_folder(make_folder(tmp_path/'faces', classes=('mask', 'no_mask')))  # a class named mask
     files, valid, masks, codes = d.seg_items(root)
     assert [f.name for f in files] == [f'im{i}.jpg' for i in range(6)] and codes == ['background', 'a', 'b']
     assert sorted(f.name for f in valid) == ['im1.jpg', 'im4.jpg']
