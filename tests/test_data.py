@@ -306,7 +306,8 @@ def test_seg_conventions_camvid_suffix_palette_subfolders_and_codes_from_values(
     ('all valid', 'both training and validation need some'),
     ('one class', 'segmentation needs two classes at least'), ('empty codes', 'codes.txt is empty'),
     ('valid_pct and valid.txt', 'valid_pct is only for a folder without one'),
-    ('two masks', 'has several masks')])
+    ('two masks', 'has several masks'),
+    ('broken mask', r"1 image\(s\) or their masks cannot be opened: im4.jpg \(UnidentifiedImageError\)")])
 def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
     import numpy as np
     root = make_seg(tmp_path/'s')
@@ -326,4 +327,5 @@ def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
     elif case == 'empty codes': (root/'codes.txt').write_text('\n')
     elif case == 'valid_pct and valid.txt': (root/'valid.txt').write_text('im1.jpg\n'); kw = dict(valid_pct=.3)
     elif case == 'two masks': Image.new('L', (16, 12)).save(root/'labels'/'im1.bmp')
+    elif case == 'broken mask': (root/'labels'/'im4.png').write_bytes(b'not a png')
     with pytest.raises(d.DataFolderError, match=match): d.seg_items(root, **kw)
