@@ -329,3 +329,15 @@ def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
     elif case == 'two masks': Image.new('L', (16, 12)).save(root/'labels'/'im1.bmp')
     elif case == 'broken mask': (root/'labels'/'im4.png').write_bytes(b'not a png')
     with pytest.raises(d.DataFolderError, match=match): d.seg_items(root, **kw)
+
+def test_masks_move_with_their_images_through_crops_and_flips(tmp_path):
+    "Shapes on black photos: after random resized crops and flips, the drawn pixels are where the mask says"
+    black = []
+    for i in range(10): Image.new('RGB', (48, 48)).save(f := tmp_path/f'black{i}.png'); black.append(f)
+    seg = d.make_shapes_segmentation(tmp_path/'s', n=10, size=48, seed=0, photos=black)
+    dls = d.seg_dls(seg, size=32, bs=8, num_workers=0, stats=([0.]*3, [1.]*3), min_scale=.2)
+    for _ in range(3):
+        x, y = dls.one_batch()
+        drawn = x.abs().sum(1) > .05  # the photos are black: only the shapes have colour
+        # edges blur in the image and not in the mask: about 0.95 agree; a mask flipped on its own, about 0.75
+        assert y.shape == (8, 32, 32) and (drawn == (y > 0)).float().mean() > .9
