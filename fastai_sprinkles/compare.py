@@ -113,7 +113,7 @@ def is_seg_dls(dls) -> bool:
     return any(isinstance(t, AddMaskCodes) for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []))
 
 SEG_REFUSED = {MixHandler: "fastai's MixUp and CutMix mix two images' losses by one weight per image; "
-                      "a segmentation mask is not a label to weigh"}
+                           "a segmentation mask is not a label to weigh"}
 
 def seg_refusals(cbs:list) -> list:
     "Why each of `cbs` cannot train on segmentation masks; empty when all can"
