@@ -13,10 +13,10 @@ from pathlib import Path
 from types import SimpleNamespace
 import torch
 from fastcore.script import call_parse
-from .data import (imagenette_dls, cifar10_dls, folder_dls, seg_dls, is_seg_folder, DataFolderError,
-                                   DataNotFoundError)
-from .compare import (ARCHS, SEG_ARCHS, CONFIGS, METRICS, run_sweep, run_key, train_run, merge_runs,
-                                      parse_shard, split_config, seg_refusals, is_seg_dls)
+from .data import imagenette_dls, cifar10_dls, folder_dls, DataFolderError, DataNotFoundError
+from .data import seg_dls, is_seg_folder
+from .compare import ARCHS, CONFIGS, run_sweep, run_key, train_run, merge_runs, parse_shard
+from .compare import SEG_ARCHS, METRICS, split_config, seg_refusals, is_seg_dls
 
 # %% auto #0
 __all__ = ['DLS', 'SEG_LR', 'BUDGET_CONFIGS', 'PROFILES', 'sprinkles_imagenette', 'Profile', 'run_profile', 'train_imagenette',
@@ -71,7 +71,7 @@ class Profile:
         if self.stats != 'imagenet': extra['stats'] = self.stats
         return dict(data=self.data, size=self.size, sample=self.sample, **extra)
 
-SEG_LR = 1e-3  # the peak learning rate on a segmentation folder, when neither `--lr` nor ... gives one
+SEG_LR = 1e-3  # peak learning rate of the U-Nets on a segmentation folder, unless `--lr` gives one
 
 BUDGET_CONFIGS = ('none', 'cutout', 'sprinkles-fixed', 'progressive', 'fastai-mixup', 'fastai-cutmix', 'keep-cutout')
 

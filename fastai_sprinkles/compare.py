@@ -26,8 +26,8 @@ from .saliency import SaliencyHook
 from .keep import KeepCutout
 
 # %% auto #0
-__all__ = ['ARCHS', 'SEG_ARCHS', 'METRICS', 'SEG_REFUSED', 'CONFIGS', 'xresnet18_half', 'RunStats', 'train_run', 'is_seg_dls',
-           'seg_refusals', 'make_learner', 'run_metric', 'scored', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
+__all__ = ['ARCHS', 'SEG_ARCHS', 'METRICS', 'SEG_REFUSED', 'CONFIGS', 'xresnet18_half', 'RunStats', 'is_seg_dls', 'seg_refusals',
+           'make_learner', 'run_metric', 'scored', 'train_run', 'bs_ramp', 'split_config', 'run_key', 'write_atomic',
            'save_runs', 'load_runs', 'merge_runs', 'environment', 'parse_shard', 'shard_grid', 'run_sweep']
 
 # %% ../nbs/07_compare.ipynb #440e596d
@@ -102,6 +102,53 @@ class RunStats(Restoring):
 
     def after_fit(self): self.restore()
 
+# %% ../nbs/07_compare.ipynb #09c5f706
+SEG_ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'xresnet18': xresnet18, 'xresnet18-half': xresnet18_half}
+
+METRICS = {'accuracy': dict(best='best_accuracy', curve='accs', label='accuracy'),
+           'dice': dict(best='best_dice', curve='dice_per_epoch', label='Dice')}
+
+def is_seg_dls(dls) -> bool:
+    "Whether the targets of `dls` are segmentation masks (built with fastai's `MaskBlock`)"
+    return any(isinstance(t, AddMaskCodes) for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []))
+
+SEG_REFUSED = {MixHandler: "fastai's MixUp and CutMix mix two images' losses by one weight per image; "
+                           "a segmentation mask is not a label to weigh"}
+
+def seg_refusals(cbs:list) -> list:
+    "Why each of `cbs` cannot train on segmentation masks; empty when all can"
+    return [f"{type(c).__name__}: {why}" for c in cbs for t, why in SEG_REFUSED.items() if isinstance(c, t)]
+
+def make_learner(dls, # the run's DataLoaders
+                 arch, # see `train_run`
+                 cbs:list=(), # the configuration's callbacks, checked against masks
+                ) -> tuple:
+    "`(learner, metric)`: an image classifier with accuracy, or for masks a `unet_learner` with Dice"
+    if not is_seg_dls(dls):
+        if isinstance(arch, str) and arch not in ARCHS:
+            raise ValueError(f"arch must be one of {list(ARCHS)} for classification, got {arch!r}")
+        model = (ARCHS[arch] if isinstance(arch, str) else arch)(n_out=dls.c)
+        return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy), 'accuracy'
+    if isinstance(arch, str) and arch not in SEG_ARCHS:
+        raise ValueError(f"arch must be one of {list(SEG_ARCHS)} for segmentation, got {arch!r}")
+    if why := seg_refusals(cbs): raise ValueError("cannot train on segmentation masks: " + '; '.join(why))
+    learn = unet_learner(dls, SEG_ARCHS[arch] if isinstance(arch, str) else arch, pretrained=False,
+                         loss_func=CrossEntropyLossFlat(axis=1), metrics=DiceMulti())
+    return learn, 'dice'
+
+def run_metric(runs:list) -> str:
+    "The metric `runs` report: 'accuracy' (classification) or 'dice' (segmentation); an error if they mix"
+    ms = {r.get('metric', 'accuracy') for r in runs}
+    if len(ms) > 1: raise ValueError(f"the runs report different metrics {sorted(ms)}: compare runs of one kind")
+    return ms.pop() if ms else 'accuracy'
+
+def scored(r:dict) -> dict:
+    "Run `r` with its metric under the names the analysis reads: `accuracy`, `best_accuracy`, `accs`"
+    m = r.get('metric', 'accuracy')
+    if m == 'accuracy': return r
+    return {**r, 'accuracy': r[m], 'best_accuracy': r[METRICS[m]['best']], 'accs': r[METRICS[m]['curve']]}
+
+
 # %% ../nbs/07_compare.ipynb #82d4fe22
 def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train and validate on
               cbs:list=None, # callbacks for `fit_one_cycle`: the configuration's, timed by `RunStats`
@@ -139,53 +186,6 @@ def train_run(make_dls, # called as `make_dls(bs=bs)`: the DataLoaders to train 
                 aug_frac=sum(st.aug_s)/train_s, **{m['curve']: st.accs}, losses=st.losses, train_losses=st.train_losses,
                 times=st.times, cpu_times=st.cpu_times, threads=torch.get_num_threads(), n_train=len(dls.train_ds),
                 n_valid=len(dls.valid_ds))
-
-# %% ../nbs/07_compare.ipynb #09c5f706
-SEG_ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'xresnet18': xresnet18, 'xresnet18-half': xresnet18_half}
-
-METRICS = {'accuracy': dict(best='best_accuracy', curve='accs', label='accuracy'),
-           'dice': dict(best='best_dice', curve='dice_per_epoch', label='Dice')}
-
-def is_seg_dls(dls) -> bool:
-    "Whether the targets of `dls` are segmentation masks (built with fastai's `MaskBlock`)"
-    return any(isinstance(t, AddMaskCodes) for t in getattr(getattr(dls.train, 'after_item', None), 'fs', []))
-
-SEG_REFUSED = {MixHandler: "fastai's MixUp and CutMix mix two images' losses by one weight per image; "
-                      "a segmentation mask is not a label to weigh"}
-
-def seg_refusals(cbs:list) -> list:
-    "Why each of `cbs` cannot train on segmentation masks; empty when all can"
-    return [f"{type(c).__name__}: {why}" for c in cbs for t, why in SEG_REFUSED.items() if isinstance(c, t)]
-
-def make_learner(dls, # the run's DataLoaders
-                 arch, # see `train_run`
-                 cbs:list=(), # the configuration's callbacks, checked against masks
-                ) -> tuple:
-    "`(learner, metric)`: an image classifier with accuracy, or for masks a `unet_learner` with Dice"
-    if not is_seg_dls(dls):
-        if isinstance(arch, str) and arch not in ARCHS:
-            raise ValueError(f"arch must be one of {list(ARCHS)} for classification, got {arch!r}")
-        model = (ARCHS[arch] if isinstance(arch, str) else arch)(n_out=dls.c)
-        return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy), 'accuracy'
-    if isinstance(arch, str) and arch not in SEG_ARCHS:
-        raise ValueError(f"arch must be one of {list(SEG_ARCHS)} for segmentation, got {arch!r}")
-    if why := seg_refusals(cbs): raise ValueError("cannot train on segmentation masks: " + '; '.join(why))
-    learn = unet_learner(dls, SEG_ARCHS[arch] if isinstance(arch, str) else arch, pretrained=False,
-                         loss_func=CrossEntropyLossFlat(axis=1), metrics=DiceMulti())
-    return learn, 'dice'
-
-def run_metric(runs:list) -> str:
-    "The metric `runs` report: 'accuracy' (classification) or 'dice' (segmentation); an error if they mix"
-    ms = {r.get('metric', 'accuracy') for r in runs}
-    if len(ms) > 1: raise ValueError(f"the runs report different metrics {sorted(ms)}: compare runs of one kind")
-    return ms.pop() if ms else 'accuracy'
-
-def scored(r:dict) -> dict:
-    "Run `r` with its metric under the names the analysis reads: `accuracy`, `best_accuracy`, `accs`"
-    m = r.get('metric', 'accuracy')
-    if m == 'accuracy': return r
-    return {**r, 'accuracy': r[m], 'best_accuracy': r[METRICS[m]['best']], 'accs': r[METRICS[m]['curve']]}
-
 
 # %% ../nbs/07_compare.ipynb #af1a443a
 def bs_ramp(r) -> Annealer:

@@ -370,7 +370,7 @@ def make_shapes_segmentation(dest:Path=None, # an empty or new folder; None: a n
     (dest/'images').mkdir(parents=True); (dest/'labels').mkdir()
     names = []
     for i, f in enumerate(chosen):
-        photo = Image.open(f).convert('RGB').resize((size, size), Image.BILINEAR)
+        with Image.open(f) as im: photo = im.convert('RGB').resize((size, size), Image.BILINEAR)
         img, mask = draw_shapes(photo, rng, **kwargs)
         names.append(name := f'shapes_{i:04d}.png')
         img.save(dest/'images'/name); mask.save(dest/'labels'/name)
@@ -389,8 +389,9 @@ def seg_folders(path:Path) -> tuple:
     return find(IMAGE_DIRS), find(LABEL_DIRS)
 
 def is_seg_folder(path:Path) -> bool:
-    "Whether `path` is laid out as a segmentation set: it has a labels folder (`labels/`, `masks/`, ...)"
-    return Path(path).is_dir() and seg_folders(Path(path))[1] is not None
+    "Whether `path` is laid out as a segmentation set: it has both an images and a labels folder"
+    # both: a classifier's folder may well have a class named `mask` (faces with and without)
+    return Path(path).is_dir() and None not in seg_folders(Path(path))
 
 def _few(xs:list, n:int=5) -> str:
     "The first `n` of `xs`, and how many there are if more"
@@ -473,12 +474,15 @@ def seg_items(path:Path, # a segmentation folder, laid out as above
     if not files: raise DataFolderError(f"{img_dir} holds no image files "
                                         f"(looked for {', '.join(sorted(image_extensions)[:6])}, ... in any case)")
     masks, codes = _pair_masks(files, img_dir, lbl_dir), _read_codes(path)
-    bad_size, top = [], {}
+    bad_size, broken, top = [], [], {}
     for f in files:
-        m = read_mask(masks[f])
-        if (si := Image.open(f).size) != m.size:
-            bad_size.append(f"{f.relative_to(img_dir)} {si[0]}x{si[1]} (mask {m.size[0]}x{m.size[1]})")
+        try:
+            m = read_mask(masks[f])
+            with Image.open(f) as im: si = im.size
+        except OSError as e: broken.append(f"{f.relative_to(img_dir)} ({type(e).__name__})"); continue
+        if si != m.size: bad_size.append(f"{f.relative_to(img_dir)} {si[0]}x{si[1]} (mask {m.size[0]}x{m.size[1]})")
         top[f] = int(np.asarray(m).max())
+    if broken: raise DataFolderError(f"{path}: {len(broken)} image(s) or their masks cannot be opened: {_few(broken)}")
     if bad_size: raise DataFolderError(f"{path}: {len(bad_size)} image(s) differ in size from their masks: "
                                        f"{_few(bad_size)}")
     if codes is not None and (over := [f for f in files if top[f] >= len(codes)]):

@@ -271,6 +271,7 @@ def make_seg(root:Path, n=6, size=(16, 12), codes=('background', 'a', 'b'), mask
 def test_seg_folder_is_read_and_split(tmp_path):
     root = make_seg(tmp_path/'s', valid=['im1.jpg', 'im4.jpg'])
     assert d.is_seg_folder(root) and not d.is_seg_folder(make_folder(tmp_path/'cls'))
+    assert not d.is_seg_folder(make_folder(tmp_path/'faces', classes=('mask', 'no_mask')))  # a class named mask
     files, valid, masks, codes = d.seg_items(root)
     assert [f.name for f in files] == [f'im{i}.jpg' for i in range(6)] and codes == ['background', 'a', 'b']
     assert sorted(f.name for f in valid) == ['im1.jpg', 'im4.jpg']
@@ -305,7 +306,8 @@ def test_seg_conventions_camvid_suffix_palette_subfolders_and_codes_from_values(
     ('all valid', 'both training and validation need some'),
     ('one class', 'segmentation needs two classes at least'), ('empty codes', 'codes.txt is empty'),
     ('valid_pct and valid.txt', 'valid_pct is only for a folder without one'),
-    ('two masks', 'has several masks')])
+    ('two masks', 'has several masks'),
+    ('broken mask', r"1 image\(s\) or their masks cannot be opened: im4.jpg \(UnidentifiedImageError\)")])
 def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
     import numpy as np
     root = make_seg(tmp_path/'s')
@@ -325,4 +327,17 @@ def test_bad_seg_folders_are_named_before_training(tmp_path, case, match):
     elif case == 'empty codes': (root/'codes.txt').write_text('\n')
     elif case == 'valid_pct and valid.txt': (root/'valid.txt').write_text('im1.jpg\n'); kw = dict(valid_pct=.3)
     elif case == 'two masks': Image.new('L', (16, 12)).save(root/'labels'/'im1.bmp')
+    elif case == 'broken mask': (root/'labels'/'im4.png').write_bytes(b'not a png')
     with pytest.raises(d.DataFolderError, match=match): d.seg_items(root, **kw)
+
+def test_masks_move_with_their_images_through_crops_and_flips(tmp_path):
+    "Shapes on black photos: after random resized crops and flips, the drawn pixels are where the mask says"
+    black = []
+    for i in range(10): Image.new('RGB', (48, 48)).save(f := tmp_path/f'black{i}.png'); black.append(f)
+    seg = d.make_shapes_segmentation(tmp_path/'s', n=10, size=48, seed=0, photos=black)
+    dls = d.seg_dls(seg, size=32, bs=8, num_workers=0, stats=([0.]*3, [1.]*3), min_scale=.2)
+    for _ in range(3):
+        x, y = dls.one_batch()
+        drawn = x.abs().sum(1) > .05  # the photos are black: only the shapes have colour
+        # edges blur in the image and not in the mask: about 0.95 agree; a mask flipped on its own, about 0.75
+        assert y.shape == (8, 32, 32) and (drawn == (y > 0)).float().mean() > .9

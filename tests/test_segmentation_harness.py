@@ -23,7 +23,7 @@ def shapes(tmp_path_factory):
 def test_compare_quick_profile_on_a_segmentation_folder(shapes, tmp_path):
     out = tmp_path/'res'
     r = run([str(BIN/'sprinkles-compare'), '--data', str(shapes), '--profile', 'quick', '--bs', '8',
-             '--arch', 'xresnet18-half', '--out', str(out)], timeout=900)
+             '--arch', 'xresnet18-half', '--threads', '1', '--out', str(out)], timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '[6/6] progressive, seed 1, 1 epoch(s): Dice 0.' in r.stdout and 'Dice (mean ± std)' in r.stdout, \
         r.stdout[-3000:]
