@@ -62,6 +62,17 @@ def test_mixing_callbacks_are_refused_on_masks_and_erasing_is_not(shapes):
     with pytest.raises(ValueError, match='cannot train on segmentation masks: MixUp'):
         train_run(partial(d.seg_dls, shapes, size=32, num_workers=0), cbs=[MixUp()], epochs=1, bs=4)
 
+@pytest.mark.parametrize('config', ['cutmix', 'sprinkles+cutmix', 'keep-cutout'])
+def test_the_library_mixing_and_saliency_configurations_train_on_masks(shapes, config):
+    "CutMix pastes the masks, OneOf passes them on, KeepCutout's map is the loss over the pixels: all train a U-Net"
+    ns = SimpleNamespace(config=config, seed=0, epochs=1, size=32, bs=4, lr=1e-3, arch='xresnet18-half', data='x',
+                         sample=1.)
+    cbs, tfms = split_config(CONFIGS[config](ns))
+    assert not seg_refusals(cbs)
+    res = train_run(partial(d.seg_dls, shapes, size=32, num_workers=0), cbs=cbs, batch_tfms=tfms, epochs=1, bs=4,
+                    lr=1e-3, arch='xresnet18-half')
+    assert res['metric'] == 'dice' and 0 <= res['dice'] <= 1 and res['aug_s'] > 0
+
 def test_runs_of_one_kind_only(shapes):
     cls = dict(config='none', seed=0, epochs=1, accuracy=.5, best_accuracy=.5, accs=[.5])
     seg = dict(config='none', seed=0, epochs=1, metric='dice', dice=.4, best_dice=.4, dice_per_epoch=[.4])
