@@ -34,29 +34,36 @@ def pytest_report_header(config):
 
 # ---------------------------------------------------------------- CPU time of each test
 
-def _cpu_s() -> float:
-    "User + system CPU seconds of this process and of the subprocesses it has waited for"
+def _cpu_s() -> tuple:
+    "`(user, system)` CPU seconds of this process and of the subprocesses it has waited for"
     import resource
-    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    rs = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(r.ru_utime for r in rs), sum(r.ru_stime for r in rs)
 
 def pytest_addoption(parser):
     parser.addoption('--cpu-durations', type=int, default=0, metavar='N',
-                     help='list the N tests that used the most CPU time (user + system, with their subprocesses)')
+                     help='list the N tests and test files that used the most CPU time (user + system, with their '
+                          'subprocesses)')
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     t = _cpu_s()
     yield
-    item.config.stash.setdefault(_CPU, {})[item.nodeid] = _cpu_s() - t
+    u, s = _cpu_s()
+    item.config.stash.setdefault(_CPU, {})[item.nodeid] = (u - t[0], s - t[1])
 
 _CPU = pytest.StashKey[dict]()
 
 def pytest_terminal_summary(terminalreporter, config):
-    "CPU time, not wall time, is what a test costs on a shared machine: the costliest tests, and the total"
+    "CPU time, not wall time, is what a test costs on a shared machine: the costliest tests and files, and the total"
     n, times = config.getoption('--cpu-durations'), config.stash.get(_CPU, {})
     if not n or not times: return
-    tr = terminalreporter
-    tr.write_sep('=', f'{min(n, len(times))} costliest tests in CPU time (user + system, subprocesses included)')
-    for k, v in sorted(times.items(), key=lambda kv: -kv[1])[:n]: tr.write_line(f'{v:8.1f}s  {k}')
-    tr.write_line(f'{sum(times.values()):8.1f}s  in all, over {len(times)} tests')
+    tr, cpu = terminalreporter, {k: u + s for k, (u, s) in times.items()}
+    tr.write_sep('=', f'{min(n, len(cpu))} costliest tests in CPU time (user + system, subprocesses included)')
+    for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])[:n]: tr.write_line(f'{v:8.1f}s  {k}')
+    files = {}
+    for k, v in cpu.items(): files[k.split('::')[0]] = files.get(k.split('::')[0], 0.) + v
+    tr.write_sep('=', f'{min(n, len(files))} costliest test files in CPU time')
+    for k, v in sorted(files.items(), key=lambda kv: -kv[1])[:n]: tr.write_line(f'{v:8.1f}s  {k}')
+    u, s = (sum(t[i] for t in times.values()) for i in (0, 1))
+    tr.write_line(f'{u + s:8.1f}s  in all ({u:.1f}s user, {s:.1f}s system), over {len(times)} tests')

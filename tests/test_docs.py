@@ -356,7 +356,7 @@ def test_real_signatures(rendered):
     "NamedTuples show fields, a subclass what it passes on to its parent, a callback none of fastai's event arguments"
     assert entry(rendered, 'CutMixed')['sig'] == 'class CutMixed(x:Tensor, lam:Tensor, perm:Tensor, boxes:Boxes)'
     assert entry(rendered, 'MixedLabels')['sig'] == \
-        'class MixedLabels(lam:Tensor, perm:Tensor, loss_func:Callable, yb:tuple)'
+        'class MixedLabels(lam:Tensor, perm:Tensor, loss_func:Callable, yb:tuple, dense:tuple=())'
     assert entry(rendered, 'BatchAugment')['sig'] == 'class BatchAugment()'
     keep, prog = entry(rendered, 'KeepSprinkles'), entry(rendered, 'ProgressiveSprinkles')
     assert sig_params(keep['sig']) == sig_params(prog['sig']) + ['tau', 'grid'], keep['sig']
