@@ -5,6 +5,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# fastai's DataLoaders start `defaults.cpus` worker processes per epoch unless told otherwise. The tests' data are a few
+# tensors in memory, so the workers only cost: forking a process with torch loaded, twice an epoch, made half the
+# suite's CPU time, nearly all of it system time. Tests load in the main process; a test about workers passes
+# `num_workers` itself, and the command-line tests (subprocesses) run as users run them.
+from fastai.torch_core import defaults
+defaults.cpus = 0
+
 def run(args, cwd=ROOT, timeout=900, env=None, **kw):
     "Run a command, capturing text output; never raises on a non-zero exit"
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
