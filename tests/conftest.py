@@ -1,6 +1,7 @@
 import os, sys, shutil, subprocess
 from pathlib import Path
 import pytest
+from fastai.torch_core import defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -9,7 +10,6 @@ BIN = Path(sys.executable).parent
 # tensors in memory, so the workers only cost: forking a process with torch loaded, twice an epoch, made half the
 # suite's CPU time, nearly all of it system time. Tests load in the main process; a test about workers passes
 # `num_workers` itself, and the command-line tests (subprocesses) run as users run them.
-from fastai.torch_core import defaults
 defaults.cpus = 0
 
 def run(args, cwd=ROOT, timeout=900, env=None, **kw):
