@@ -171,6 +171,23 @@ def _check_files(files, where:Path, what:str='image files'):
                               "put each image in a folder named by its class")
 
 # %% ../nbs/00_data.ipynb #58d56dfb
+def _folder(path) -> Path:
+    "`path` as a `Path`, or a clear error if it is not an existing folder"
+    path = Path(path)
+    if not path.exists(): raise DataFolderError(f"data folder {path} does not exist")
+    if not path.is_dir(): raise DataFolderError(f"data folder {path} is not a folder")
+    return path
+
+def _valid_fraction(valid_pct:float|None) -> float:
+    "The fraction of a folder held out for validation: `valid_pct`, 0.2 when None, checked"
+    vp = 0.2 if valid_pct is None else valid_pct
+    if not 0 < vp < 1: raise DataFolderError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+    return vp
+
+def _draw_valid(files:list, vp:float, seed:int) -> set:
+    "A seeded fraction `vp` of `files`, at least one, to validate"
+    return {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
+
 def folder_items(
                  # a folder with `train/` and `valid/` (or `val/`, `test/`) folders of class folders,
                  # or of class folders
@@ -179,9 +196,7 @@ def folder_items(
                  seed:int=0, # seed of the `valid_pct` split
                 ) -> tuple:
     "`(files, valid)`: every image file of `path` and the set of those that validate"
-    path = Path(path)
-    if not path.exists(): raise DataFolderError(f"data folder {path} does not exist")
-    if not path.is_dir(): raise DataFolderError(f"data folder {path} is not a folder")
+    path = _folder(path)
     vn = next((n for n in VALID_NAMES if (path/n).is_dir()), None)
     if (path/'train').is_dir() and vn:
         if valid_pct is not None:
@@ -194,11 +209,10 @@ def folder_items(
     else:
         if (path/'train').is_dir():
             raise DataFolderError(f"{path} has a train/ folder but no {'/, '.join(VALID_NAMES)}/ folder beside it")
-        vp = 0.2 if valid_pct is None else valid_pct
-        if not 0 < vp < 1: raise DataFolderError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
+        vp = _valid_fraction(valid_pct)
         files = get_image_files(path)
         _check_files(files, path)
-        valid = {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
+        valid = _draw_valid(files, vp, seed)
     train = [f for f in files if f not in valid]
     if len(cls := _classes(train)) < 2:
         raise DataFolderError(f"{path}: training images in {len(cls)} class folder(s) {sorted(cls)}; "
@@ -448,9 +462,7 @@ def _seg_valid(path:Path, files:list, img_dir:Path, valid_pct:float, seed:int) -
         if unknown := sorted(names - known):
             raise DataFolderError(f"{path/'valid.txt'} names {len(unknown)} image(s) not in {img_dir}: {_few(unknown)}")
     else:
-        vp = 0.2 if valid_pct is None else valid_pct
-        if not 0 < vp < 1: raise DataFolderError(f"valid_pct must be in (0, 1), got {valid_pct!r}")
-        valid = {files[i] for i in random.Random(seed).sample(range(len(files)), max(1, round(len(files)*vp)))}
+        valid = _draw_valid(files, _valid_fraction(valid_pct), seed)
     if not valid or len(valid) == len(files):
         raise DataFolderError(f"{path}: {len(valid)} of its {len(files)} images validate: "
                               "both training and validation need some")
@@ -463,9 +475,7 @@ def seg_items(path:Path, # a segmentation folder, laid out as above
               seed:int=0, # seed of the `valid_pct` split
              ) -> tuple:
     "`(files, valid, masks, codes)`: the images, those that validate, `{image: mask}` and the class names, checked"
-    path = Path(path)
-    if not path.exists(): raise DataFolderError(f"data folder {path} does not exist")
-    if not path.is_dir(): raise DataFolderError(f"data folder {path} is not a folder")
+    path = _folder(path)
     img_dir, lbl_dir = seg_folders(path)
     if lbl_dir is None: raise DataFolderError(f"{path} has no labels folder ({', '.join(n + '/' for n in LABEL_DIRS)})")
     if img_dir is None: raise DataFolderError(f"{path} has a labels folder {lbl_dir.name}/ but no images folder "
